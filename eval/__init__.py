@@ -1,0 +1,1 @@
+"""Zero-shot evaluation by rank classification: templates, loaders, suites, scoring, aggregation."""
