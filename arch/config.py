@@ -1,0 +1,121 @@
+"""TransformerConfig: the one gin-configurable description of every network in arch/.
+
+Bad values fail here, at construction, with the gin binding to fix and the values allowed, so a
+mistyped size or activation never reaches jit compilation.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import gin
+import jax.numpy as jnp
+
+ACTIVATIONS = ("geglu", "swiglu", "reglu", "relu", "gelu")
+GATED_ACTIVATIONS = ("geglu", "swiglu", "reglu")
+POSITION_SCHEMES = ("relative", "rotary", "alibi", "none")
+PREFIX_BUCKETING = ("bidirectional", "causal")
+REMAT_POLICIES = ("none", "full", "dots", "dots_no_batch")
+DTYPES = ("float32", "bfloat16")
+VOCAB_ROW_MULTIPLE = 128
+
+
+def _fail(field: str, value: Any, expected: str) -> None:
+  raise ValueError(
+      f"TransformerConfig.{field} = {value!r} is invalid: expected {expected}. "
+      f"Fix the gin binding `TransformerConfig.{field}` (usually in gin_configs/sizes/*.gin)."
+  )
+
+
+@gin.configurable
+@dataclasses.dataclass(frozen=True)
+class TransformerConfig:
+  """Sizes and switches of a T5.1.1-style Transformer (decoder-only or encoder-decoder)."""
+
+  vocab_size: int = 32128  # ids in use; embedding rows are padded up to a multiple of 128
+  emb_dim: int = 512  # D
+  num_heads: int = 8  # H
+  head_dim: int = 64  # K
+  mlp_dim: int = 2048  # F
+  num_layers: int = 8  # decoder-only depth
+  num_encoder_layers: int = 8  # encoder-decoder: encoder depth
+  num_decoder_layers: int = 8  # encoder-decoder: decoder depth
+  activations: str = "geglu"
+  position_scheme: str = "relative"
+  relative_num_buckets: int = 32
+  relative_max_distance: int = 128
+  # How ND buckets relative positions when a prefix is present: 'bidirectional' (forward and
+  # backward distances get separate buckets, as a T5 encoder) or 'causal' (one-sided buckets, as
+  # the t5x decoder-only code: keys ahead of the query inside the prefix share bucket 0).
+  prefix_bucketing: str = "bidirectional"
+  rotary_max_wavelength: float = 10_000.0
+  dropout_rate: float = 0.0
+  tie_embeddings: bool = True
+  dtype: str = "float32"  # activations; parameters stay float32
+  scan_layers: bool = False
+  remat_policy: str = "none"
+  z_loss: float = 1e-4
+  norm_epsilon: float = 1e-6
+
+  def __post_init__(self):
+    for name in ("vocab_size", "emb_dim", "num_heads", "head_dim", "mlp_dim", "num_layers",
+                 "num_encoder_layers", "num_decoder_layers", "relative_num_buckets",
+                 "relative_max_distance"):
+      value = getattr(self, name)
+      if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        _fail(name, value, "a positive integer")
+    if self.emb_dim % self.num_heads:
+      _fail("num_heads", self.num_heads,
+            f"a divisor of TransformerConfig.emb_dim = {self.emb_dim} (d_model must split evenly "
+            f"into heads)")
+    if self.activations not in ACTIVATIONS:
+      _fail("activations", self.activations, f"one of {ACTIVATIONS}")
+    if self.position_scheme not in POSITION_SCHEMES:
+      _fail("position_scheme", self.position_scheme, f"one of {POSITION_SCHEMES}")
+    if self.prefix_bucketing not in PREFIX_BUCKETING:
+      _fail("prefix_bucketing", self.prefix_bucketing, f"one of {PREFIX_BUCKETING}")
+    if self.relative_num_buckets % 2:
+      _fail("relative_num_buckets", self.relative_num_buckets,
+            "an even number (bidirectional bucketing splits the buckets in two)")
+    if self.position_scheme == "rotary" and self.head_dim % 2:
+      _fail("head_dim", self.head_dim, "an even number when position_scheme = 'rotary'")
+    if self.remat_policy not in REMAT_POLICIES:
+      _fail("remat_policy", self.remat_policy, f"one of {REMAT_POLICIES}")
+    if self.dtype not in DTYPES:
+      _fail("dtype", self.dtype, f"one of {DTYPES}")
+    if not 0.0 <= float(self.dropout_rate) < 1.0:
+      _fail("dropout_rate", self.dropout_rate, "a float in [0, 1)")
+    if float(self.z_loss) < 0.0:
+      _fail("z_loss", self.z_loss, "a float >= 0")
+
+  @property
+  def padded_vocab_size(self) -> int:
+    """Embedding rows: vocab_size rounded up to a multiple of 128 (TPU/GPU friendly tiles)."""
+    m = VOCAB_ROW_MULTIPLE
+    return (self.vocab_size + m - 1) // m * m
+
+  @property
+  def activation_dtype(self):
+    return jnp.dtype(self.dtype)
+
+  @property
+  def gated(self) -> bool:
+    return self.activations in GATED_ACTIVATIONS
+
+  def replace(self, **changes) -> "TransformerConfig":
+    return dataclasses.replace(self, **changes)
+
+
+def check_vocabulary(config: TransformerConfig, vocabulary) -> None:
+  """Raises if the model's vocab_size cannot hold every id of `vocabulary` (sentinels included)."""
+  if vocabulary is None:
+    return
+  needed = int(vocabulary.vocab_size)
+  if config.vocab_size < needed:
+    extra = getattr(vocabulary, "extra_ids", 0)
+    raise ValueError(
+        f"TransformerConfig.vocab_size = {config.vocab_size} is smaller than the vocabulary's "
+        f"{needed} ids ({extra} of them sentinel/extra ids at the top). Bind "
+        f"`TransformerConfig.vocab_size = %VOCAB_SIZE` with VOCAB_SIZE >= {needed} (the data gin "
+        f"file sets it to match VOCABULARY).")

@@ -1,0 +1,161 @@
+"""Shared Transformer blocks (T5.1.1 style): RMS pre-norm, no biases, gated MLP, attention, embedding.
+
+Every parameter and the main activations carry logical axis names (batch, length, embed, mlp, heads,
+kv, vocab, relpos_buckets); experiments/ maps them onto a device mesh with logical axis rules.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from arch import positions
+from arch.config import TransformerConfig
+
+_fan_in = nn.initializers.variance_scaling(1.0, "fan_in", "truncated_normal")
+
+
+def _constrain(x, axes):
+  return nn.with_logical_constraint(x, axes)
+
+
+class RMSNorm(nn.Module):
+  """x / rms(x) * scale, computed in float32 (T5 LayerNorm without mean or bias)."""
+
+  epsilon: float = 1e-6
+  dtype: jnp.dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, x_BxLxD):
+    scale_D = self.param("scale", nn.with_logical_partitioning(nn.initializers.ones, ("embed",)),
+                         (x_BxLxD.shape[-1],), jnp.float32)
+    x32 = x_BxLxD.astype(jnp.float32)
+    ms_BxLx1 = jnp.mean(jnp.square(x32), axis=-1, keepdims=True)
+    y = x32 * jax.lax.rsqrt(ms_BxLx1 + self.epsilon)
+    return (y * scale_D[None, None, :]).astype(self.dtype)
+
+
+class Embed(nn.Module):
+  """Token embedding with rows padded to a multiple of 128; `attend` gives tied output logits."""
+
+  num_embeddings: int
+  features: int
+  dtype: jnp.dtype = jnp.float32
+
+  def setup(self):
+    self.embedding = self.param(
+        "embedding",
+        nn.with_logical_partitioning(nn.initializers.normal(stddev=1.0), ("vocab", "embed")),
+        (self.num_embeddings, self.features), jnp.float32)
+
+  def __call__(self, ids_BxL):
+    x_BxLxD = jnp.take(self.embedding, ids_BxL, axis=0).astype(self.dtype)
+    return _constrain(x_BxLxD, ("batch", "length", "embed"))
+
+  def attend(self, x_BxLxD):
+    return jnp.einsum("bld,vd->blv", x_BxLxD, self.embedding.astype(self.dtype))
+
+
+class MlpBlock(nn.Module):
+  """Gated (GEGLU / SwiGLU / ReGLU: wi_0, wi_1) or plain (ReLU / GELU: wi) feed-forward, no biases."""
+
+  config: TransformerConfig
+  deterministic: bool = True
+
+  @nn.compact
+  def __call__(self, x_BxLxD):
+    cfg = self.config
+    dtype = cfg.activation_dtype
+    d = x_BxLxD.shape[-1]
+    act = {"geglu": nn.gelu, "swiglu": nn.silu, "reglu": nn.relu, "relu": nn.relu,
+           "gelu": nn.gelu}[cfg.activations]
+
+    def dense_in(name):
+      kernel_DxF = self.param(name, nn.with_logical_partitioning(_fan_in, ("embed", "mlp")),
+                              (d, cfg.mlp_dim), jnp.float32)
+      return jnp.einsum("bld,df->blf", x_BxLxD.astype(dtype), kernel_DxF.astype(dtype))
+
+    if cfg.gated:
+      h_BxLxF = act(dense_in("wi_0")) * dense_in("wi_1")
+    else:
+      h_BxLxF = act(dense_in("wi"))
+    h_BxLxF = _constrain(h_BxLxF, ("batch", "length", "mlp"))
+    h_BxLxF = nn.Dropout(cfg.dropout_rate, broadcast_dims=(-2,))(
+        h_BxLxF, deterministic=self.deterministic)
+    wo_FxD = self.param("wo", nn.with_logical_partitioning(_fan_in, ("mlp", "embed")),
+                        (cfg.mlp_dim, d), jnp.float32)
+    out_BxLxD = jnp.einsum("blf,fd->bld", h_BxLxF, wo_FxD.astype(dtype))
+    return _constrain(out_BxLxD, ("batch", "length", "embed"))
+
+
+class MultiHeadAttention(nn.Module):
+  """Dot-product attention, no biases; 1/sqrt(K) is folded into the query init as in T5."""
+
+  config: TransformerConfig
+  deterministic: bool = True
+  use_rotary: bool = False
+
+  @nn.compact
+  def __call__(self, xq_BxQxD, xkv_BxKxD, bias_BxHxQxK, q_pos_BxQ=None, k_pos_BxK=None):
+    cfg = self.config
+    dtype = cfg.activation_dtype
+    d, h, k = xq_BxQxD.shape[-1], cfg.num_heads, cfg.head_dim
+    in_init = nn.initializers.variance_scaling(1.0, "fan_in", "normal", in_axis=0, out_axis=(1, 2))
+    query_init = lambda *a: in_init(*a) / jnp.sqrt(k).astype(jnp.float32)  # noqa: E731
+    out_init = nn.initializers.variance_scaling(1.0, "fan_in", "normal", in_axis=(0, 1),
+                                                out_axis=2)
+
+    def project(name, x_BxLxD, init):
+      kernel_DxHxK = self.param(name, nn.with_logical_partitioning(init, ("embed", "heads", "kv")),
+                                (d, h, k), jnp.float32)
+      y = jnp.einsum("bld,dhk->blhk", x_BxLxD.astype(dtype), kernel_DxHxK.astype(dtype))
+      return _constrain(y, ("batch", "length", "heads", "kv"))
+
+    q_BxQxHxK = project("query", xq_BxQxD, query_init)
+    k_BxKxHxK = project("key", xkv_BxKxD, in_init)
+    v_BxKxHxK = project("value", xkv_BxKxD, in_init)
+    if self.use_rotary:
+      q_BxQxHxK = positions.apply_rotary(q_BxQxHxK, q_pos_BxQ, cfg.rotary_max_wavelength)
+      k_BxKxHxK = positions.apply_rotary(k_BxKxHxK, k_pos_BxK, cfg.rotary_max_wavelength)
+    logits_BxHxQxK = jnp.einsum("bqhk,bjhk->bhqj", q_BxQxHxK, k_BxKxHxK).astype(jnp.float32)
+    logits_BxHxQxK = logits_BxHxQxK + bias_BxHxQxK.astype(jnp.float32)
+    weights_BxHxQxK = jax.nn.softmax(logits_BxHxQxK, axis=-1).astype(dtype)
+    weights_BxHxQxK = nn.Dropout(cfg.dropout_rate)(weights_BxHxQxK,
+                                                   deterministic=self.deterministic)
+    ctx_BxQxHxK = jnp.einsum("bhqj,bjhk->bqhk", weights_BxHxQxK, v_BxKxHxK)
+    out_HxKxD = self.param("out", nn.with_logical_partitioning(out_init, ("heads", "kv", "embed")),
+                           (h, k, d), jnp.float32)
+    out_BxQxD = jnp.einsum("bqhk,hkd->bqd", ctx_BxQxHxK, out_HxKxD.astype(dtype))
+    return _constrain(out_BxQxD, ("batch", "length", "embed"))
+
+
+class LogitsDense(nn.Module):
+  """Untied output projection (used when tie_embeddings is off)."""
+
+  vocab_rows: int
+  dtype: jnp.dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, x_BxLxD):
+    kernel_DxV = self.param("kernel", nn.with_logical_partitioning(_fan_in, ("embed", "vocab")),
+                            (x_BxLxD.shape[-1], self.vocab_rows), jnp.float32)
+    return jnp.einsum("bld,dv->blv", x_BxLxD, kernel_DxV.astype(self.dtype))
+
+
+def output_logits(config: TransformerConfig, embedder: Embed, logits_dense: Optional[LogitsDense],
+                  y_BxLxD):
+  """float32 [B, L, V_padded] logits; padded vocabulary rows are masked out of the softmax."""
+  if config.tie_embeddings:
+    # Tied embeddings are N(0, 1): rescale so the logits start at unit scale (as T5 does).
+    logits_BxLxV = embedder.attend(y_BxLxD) / jnp.sqrt(y_BxLxD.shape[-1]).astype(y_BxLxD.dtype)
+  else:
+    logits_BxLxV = logits_dense(y_BxLxD)
+  logits_BxLxV = logits_BxLxV.astype(jnp.float32)
+  rows = config.padded_vocab_size
+  if rows > config.vocab_size:
+    in_vocab_1x1xV = (jnp.arange(rows) < config.vocab_size)[None, None, :]
+    logits_BxLxV = jnp.where(in_vocab_1x1xV, logits_BxLxV, -1e9)
+  return _constrain(logits_BxLxV, ("batch", "length", "vocab"))

@@ -1,0 +1,192 @@
+"""The model API, the one seam between networks and the trainer / evaluator (t5x's shape).
+
+`loss_fn`, `token_log_probs`, `score_batch`, `get_initial_variables`, `input_shapes` and the seqio
+feature converter each architecture needs. Batches are exactly seqio's converted features.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping, Optional
+
+import flax.linen as nn
+import gin
+import jax
+import jax.numpy as jnp
+import seqio
+
+from arch import config as config_lib
+from arch.decoder import DecoderOnlyNetwork
+from arch.encoder_decoder import EncoderDecoderNetwork
+
+MODEL_NAMES = ("causal_decoder", "non_causal_decoder", "encoder_decoder")
+ATTENTION_POLICIES = ("causal", "prefix")
+
+Batch = Mapping[str, jax.Array]
+
+
+def _weighted_token_stats(logits_BxLxV, targets_BxL):
+  """Per-token cross-entropy, logsumexp and correctness, all float32 [B, L]."""
+  logits_BxLxV = logits_BxLxV.astype(jnp.float32)
+  lse_BxL = jax.nn.logsumexp(logits_BxLxV, axis=-1)
+  target_logit_BxL = jnp.take_along_axis(logits_BxLxV, targets_BxL[..., None], axis=-1)[..., 0]
+  correct_BxL = (jnp.argmax(logits_BxLxV, axis=-1) == targets_BxL).astype(jnp.float32)
+  return lse_BxL - target_logit_BxL, lse_BxL, correct_BxL
+
+
+class BaseModel:
+  """Shared loss / scoring logic; subclasses supply the network call and the feature converter."""
+
+  feature_converter_cls: type = seqio.FeatureConverter
+  name: str = ""
+
+  def __init__(self, config: config_lib.TransformerConfig):
+    if not isinstance(config, config_lib.TransformerConfig):
+      raise TypeError(f"{type(self).__name__} needs an arch.config.TransformerConfig, got "
+                      f"{type(config).__name__}.")
+    self.config = config
+
+  # --- network call, per architecture -------------------------------------------------------
+  def _apply(self, params, batch: Batch, dropout_rng=None, mutable=False, extra_vars=None):
+    raise NotImplementedError
+
+  def _init_batch(self, input_shapes: Mapping[str, tuple]) -> dict:
+    return {k: jnp.ones(tuple(s), jnp.int32) for k, s in input_shapes.items()}
+
+  def logits(self, params, batch: Batch, dropout_rng=None):
+    """float32 [B, L, padded vocab] logits (padded rows already masked to -1e9)."""
+    return self._apply(params, batch, dropout_rng)
+
+  # --- model API -----------------------------------------------------------------------------
+  def input_shapes(self, batch_size: int, task_feature_lengths: Mapping[str, int],
+                   pack: bool = True) -> dict[str, tuple]:
+    """Shapes of the converted model features for this batch size and task feature lengths."""
+    converter = self.feature_converter_cls(pack=pack)
+    lengths = converter.get_model_feature_lengths(dict(task_feature_lengths))
+    return {k: (batch_size, int(v)) for k, v in lengths.items()}
+
+  def get_initial_variables(self, rng, input_shapes: Mapping[str, tuple]) -> dict:
+    """{'params': float32 arrays}, logical-axis boxes removed (see `param_logical_axes`)."""
+    variables = self._init(rng, input_shapes)
+    return {"params": nn.unbox(variables["params"])}
+
+  def param_logical_axes(self, input_shapes: Mapping[str, tuple]):
+    """A PartitionSpec of logical axis names per parameter, same tree as the params."""
+    boxed = jax.eval_shape(lambda: self._init(jax.random.PRNGKey(0), input_shapes))
+    return nn.get_partition_spec(boxed["params"])
+
+  def loss_fn(self, params, batch: Batch, dropout_rng=None):
+    """Summed weighted cross-entropy + z_loss * summed weighted logsumexp^2, and scalar metrics."""
+    logits_BxLxV = self._apply(params, batch, dropout_rng)
+    targets_BxL = batch["decoder_target_tokens"]
+    weights_BxL = batch["decoder_loss_weights"].astype(jnp.float32)
+    ce_BxL, lse_BxL, correct_BxL = _weighted_token_stats(logits_BxLxV, targets_BxL)
+    cross_ent = jnp.sum(ce_BxL * weights_BxL)
+    z_loss = self.config.z_loss * jnp.sum(jnp.square(lse_BxL) * weights_BxL)
+    num_tokens = jnp.sum(weights_BxL)
+    num_correct = jnp.sum(correct_BxL * weights_BxL)
+    loss = cross_ent + z_loss
+    metrics = {
+        "loss": loss,
+        "cross_ent_loss": cross_ent,
+        "z_loss": z_loss,
+        "accuracy": num_correct / jnp.maximum(num_tokens, 1.0),
+        "num_tokens": num_tokens,
+        "num_correct": num_correct,
+    }
+    return loss, metrics
+
+  def token_log_probs(self, params, batch: Batch):
+    """float32 [B, L] log p(target token), zero where decoder_loss_weights == 0."""
+    logits_BxLxV = self._apply(params, batch, None)
+    targets_BxL = batch["decoder_target_tokens"]
+    ce_BxL, _, _ = _weighted_token_stats(logits_BxLxV, targets_BxL)
+    return jnp.where(batch["decoder_loss_weights"] != 0, -ce_BxL, 0.0)
+
+  def score_batch(self, params, batch: Batch):
+    """float32 [B]: summed target log-probability (z-loss excluded), for rank classification."""
+    return jnp.sum(self.token_log_probs(params, batch), axis=-1)
+
+  def _init(self, rng, input_shapes):
+    raise NotImplementedError
+
+
+class DecoderOnlyModel(BaseModel):
+  """CD (attention='causal') or ND (attention='prefix') over one decoder-only network."""
+
+  feature_converter_cls = seqio.DecoderFeatureConverter  # loss_on_targets_only=True by default
+
+  def __init__(self, config: config_lib.TransformerConfig, attention: str = "causal"):
+    super().__init__(config)
+    if attention not in ATTENTION_POLICIES:
+      raise ValueError(f"DecoderOnlyModel.attention = {attention!r} is invalid: expected one of "
+                       f"{ATTENTION_POLICIES}.")
+    self.attention = attention
+    self.name = "causal_decoder" if attention == "causal" else "non_causal_decoder"
+    self.module = DecoderOnlyNetwork(config, prefix=attention == "prefix")
+
+  def _call_kwargs(self, batch: Batch) -> dict:
+    return dict(
+        decoder_input_tokens=batch["decoder_input_tokens"],
+        decoder_target_tokens=batch["decoder_target_tokens"],
+        decoder_segment_ids=batch.get("decoder_segment_ids"),
+        decoder_positions=batch.get("decoder_positions"),
+        decoder_causal_attention=batch.get("decoder_causal_attention"),
+    )
+
+  def _apply(self, params, batch, dropout_rng=None, mutable=False, extra_vars=None):
+    variables = {"params": params, **(extra_vars or {})}
+    rngs = None if dropout_rng is None else {"dropout": dropout_rng}
+    return self.module.apply(variables, **self._call_kwargs(batch),
+                             deterministic=dropout_rng is None, rngs=rngs, mutable=mutable)
+
+  def _init(self, rng, input_shapes):
+    batch = self._init_batch(input_shapes)
+    return self.module.init({"params": rng}, **self._call_kwargs(batch), deterministic=True)
+
+
+class EncoderDecoderModel(BaseModel):
+  """ED; token_log_probs / score_batch accept 'encoder_row' to encode each prompt once."""
+
+  feature_converter_cls = seqio.EncDecFeatureConverter
+  name = "encoder_decoder"
+
+  def __init__(self, config: config_lib.TransformerConfig):
+    super().__init__(config)
+    self.module = EncoderDecoderNetwork(config)
+
+  @staticmethod
+  def _call_kwargs(batch: Batch) -> dict:
+    return dict(
+        encoder_input_tokens=batch["encoder_input_tokens"],
+        decoder_input_tokens=batch["decoder_input_tokens"],
+        decoder_target_tokens=batch["decoder_target_tokens"],
+        encoder_segment_ids=batch.get("encoder_segment_ids"),
+        encoder_positions=batch.get("encoder_positions"),
+        decoder_segment_ids=batch.get("decoder_segment_ids"),
+        decoder_positions=batch.get("decoder_positions"),
+        encoder_row=batch.get("encoder_row"),
+    )
+
+  def _apply(self, params, batch, dropout_rng=None, mutable=False, extra_vars=None):
+    variables = {"params": params, **(extra_vars or {})}
+    rngs = None if dropout_rng is None else {"dropout": dropout_rng}
+    return self.module.apply(variables, **self._call_kwargs(batch),
+                             deterministic=dropout_rng is None, rngs=rngs, mutable=mutable)
+
+  def _init(self, rng, input_shapes):
+    batch = self._init_batch(input_shapes)
+    return self.module.init({"params": rng}, **self._call_kwargs(batch), deterministic=True)
+
+
+@gin.configurable(module="arch.models")
+def get_model(name: str = gin.REQUIRED, config: Optional[config_lib.TransformerConfig] = None,
+              vocabulary: Any = None) -> BaseModel:
+  """Builds 'causal_decoder' | 'non_causal_decoder' | 'encoder_decoder' (gin: MODEL = @get_model())."""
+  if name not in MODEL_NAMES:
+    raise ValueError(f"get_model.name = {name!r} is not an architecture: expected one of "
+                     f"{MODEL_NAMES} (gin binding `get_model.name`, set by gin_configs/arch/*.gin).")
+  config = config_lib.TransformerConfig() if config is None else config
+  config_lib.check_vocabulary(config, vocabulary)
+  if name == "encoder_decoder":
+    return EncoderDecoderModel(config)
+  return DecoderOnlyModel(config, attention="causal" if name == "causal_decoder" else "prefix")

@@ -1,0 +1,92 @@
+"""One Transformer layer and the stacking of N of them (plain loop, nn.scan, optional remat).
+
+Unscanned layers are named `layers_0..layers_{N-1}`; scanned ones share the name `layers` with a
+leading 'layers' axis on every parameter. Both give the same numbers (tests/test_arch_stack.py).
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import flax.linen as nn
+import jax
+
+from arch import layers
+from arch import positions
+from arch.config import TransformerConfig
+
+_REMAT_POLICIES = {
+    "full": jax.checkpoint_policies.nothing_saveable,
+    "dots": jax.checkpoint_policies.dots_saveable,
+    "dots_no_batch": jax.checkpoint_policies.dots_with_no_batch_dims_saveable,
+}
+
+
+class TransformerLayer(nn.Module):
+  """Pre-norm residual layer: self-attention, [cross-attention], gated MLP."""
+
+  config: TransformerConfig
+  deterministic: bool = True
+  own_relpos_table: bool = False  # decoder-only: one relative-bias table per layer (paper's code)
+  cross_attention: bool = False
+  scanned: bool = False
+
+  @nn.compact
+  def __call__(self, x_BxLxD, self_bias_BxHxLxL, buckets_BxLxL=None, pos_BxL=None,
+               encoded_BxSxD=None, cross_bias_BxHxLxS=None):
+    cfg = self.config
+    dtype = cfg.activation_dtype
+    drop = lambda y: nn.Dropout(cfg.dropout_rate, broadcast_dims=(-2,))(  # noqa: E731
+        y, deterministic=self.deterministic)
+    norm = lambda name: layers.RMSNorm(cfg.norm_epsilon, dtype, name=name)  # noqa: E731
+    use_rotary = cfg.position_scheme == "rotary"
+
+    bias = self_bias_BxHxLxL
+    if self.own_relpos_table:
+      bias = bias + positions.RelativePositionBias(
+          cfg.num_heads, cfg.relative_num_buckets, name="relpos_bias")(buckets_BxLxL)
+    h_BxLxD = norm("pre_self_attention_norm")(x_BxLxD)
+    h_BxLxD = layers.MultiHeadAttention(cfg, self.deterministic, use_rotary, name="self_attention")(
+        h_BxLxD, h_BxLxD, bias, pos_BxL, pos_BxL)
+    x_BxLxD = x_BxLxD + drop(h_BxLxD)
+
+    if self.cross_attention:
+      h_BxLxD = norm("pre_cross_attention_norm")(x_BxLxD)
+      h_BxLxD = layers.MultiHeadAttention(cfg, self.deterministic, False,
+                                          name="encoder_decoder_attention")(
+                                              h_BxLxD, encoded_BxSxD, cross_bias_BxHxLxS)
+      x_BxLxD = x_BxLxD + drop(h_BxLxD)
+
+    h_BxLxD = norm("pre_mlp_norm")(x_BxLxD)
+    h_BxLxD = layers.MlpBlock(cfg, self.deterministic, name="mlp")(h_BxLxD)
+    x_BxLxD = x_BxLxD + drop(h_BxLxD)
+    x_BxLxD = nn.with_logical_constraint(x_BxLxD, ("batch", "length", "embed"))
+    return (x_BxLxD, None) if self.scanned else x_BxLxD
+
+
+def run_stack(config: TransformerConfig, num_layers: int, x_BxLxD, *args,
+              deterministic: bool, name: str = "layers", own_relpos_table: bool = False,
+              cross_attention: bool = False, encoded_BxSxD: Optional[jax.Array] = None,
+              cross_bias=None):
+  """Applies num_layers TransformerLayers; must be called inside a parent's @nn.compact method."""
+  layer_cls = TransformerLayer
+  if config.remat_policy != "none":
+    layer_cls = nn.remat(layer_cls, policy=_REMAT_POLICIES[config.remat_policy],
+                         prevent_cse=not config.scan_layers)
+  attrs = dict(config=config, deterministic=deterministic, own_relpos_table=own_relpos_table,
+               cross_attention=cross_attention)
+  call_args = tuple(args) + (encoded_BxSxD, cross_bias)
+  if config.scan_layers:
+    scanned_cls = nn.scan(
+        layer_cls,
+        variable_axes={"params": 0},
+        split_rngs={"params": True, "dropout": True},
+        in_axes=(nn.broadcast,) * len(call_args),
+        length=num_layers,
+        metadata_params={nn.PARTITION_NAME: "layers"},
+    )
+    x_BxLxD, _ = scanned_cls(**attrs, scanned=True, name=name)(x_BxLxD, *call_args)
+    return x_BxLxD
+  for i in range(num_layers):
+    x_BxLxD = layer_cls(**attrs, name=f"{name}_{i}")(x_BxLxD, *call_args)
+  return x_BxLxD
