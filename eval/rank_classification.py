@@ -1,0 +1,291 @@
+"""Rank classification through the model API: log p(option | prompt) for many (prompt, option) pairs.
+
+The batches are built here with exactly the features seqio's converters give the model in training
+(tests/test_eval_rank.py checks them against seqio), so scoring needs nothing objective-specific:
+
+- decoder-only (CD and ND): one segment per pair, prompt tokens then option tokens; loss weights on
+  the option tokens; `decoder_causal_attention` over the prompt plus one position, so ND reads the
+  prompt bidirectionally as in prefix-LM training (CD ignores the feature). Pairs are packed several
+  to a row with segment ids and positions; each pair's score is the sum over its own segment.
+- encoder-decoder: every distinct prompt is encoded once. Prompts are packed into encoder rows;
+  decoder row j of an encoder row holds at most one option of each prompt there (segment id = the
+  prompt's segment), and the `encoder_row` feature names the encoder row each decoder row reads.
+
+Each distinct padded shape (a length bucket) is compiled once; rows are padded to a fixed count.
+Prompts too long for `max_length` lose their beginning (the question usually sits at the end).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+from typing import Any, Callable, Iterable, Protocol, Sequence
+
+import jax
+import numpy as np
+import tqdm
+
+_PACK_WINDOW = 16
+# (prompt, option, EOS after the prompt, EOS after the option). Encoder-decoder prompts that would
+# be empty always get the EOS: an encoder row with no token has nothing to attend to.
+Pair = tuple[str, str, bool, bool]
+
+
+class Scorer(Protocol):
+  """Anything that returns log p(option [+EOS] | prompt) for each pair."""
+
+  def score(self, pairs: Sequence[Pair]) -> np.ndarray:
+    ...
+
+  def greedy_match(self, pairs: Sequence[Pair]) -> np.ndarray:
+    ...
+
+
+def _next_pow2(n: int) -> int:
+  return 1 << max(0, (int(n) - 1).bit_length())
+
+
+@dataclasses.dataclass
+class _Item:
+  index: int  # position in the deduplicated pair list
+  prompt: list[int]
+  option: list[int]
+
+  @property
+  def length(self) -> int:
+    return len(self.prompt) + len(self.option)
+
+
+@dataclasses.dataclass(frozen=True)
+class ScoringConfig:
+  """Packing and truncation knobs of rank classification."""
+
+  pack: bool = True
+  row_length: int = 256  # minimum row length; pairs up to this long share rows
+  batch_tokens: int = 8192  # rows per batch = max(1, batch_tokens // row length)
+  max_length: int = 1024  # decoder-only rows / encoder inputs
+  max_target_length: int = 256  # encoder-decoder options
+  progress: bool | None = None  # a tqdm bar; None: only on a terminal
+
+
+class ModelScorer:
+  """Scores (prompt, option) pairs with any model of the model API (arch/models.py)."""
+
+  def __init__(self, model: Any, params: Any, vocabulary: Any,
+               config: ScoringConfig = ScoringConfig()):
+    self.model, self.params, self.vocabulary, self.config = model, params, vocabulary, config
+    self.is_encoder_decoder = _is_encoder_decoder(model)
+    self._token_log_probs = jax.jit(model.token_log_probs)
+    self._greedy = jax.jit(_per_row_greedy(model)) if hasattr(model, "logits") else None
+    self._cache: dict[str, list[int]] = {}
+    self.shapes_compiled: set[tuple] = set()
+
+  def _encode(self, text: str) -> list[int]:
+    ids = self._cache.get(text)
+    if ids is None:
+      ids = self._cache[text] = list(self.vocabulary.encode(text)) if text else []
+    return ids
+
+  def _items(self, pairs: Sequence[Pair]) -> list[_Item]:
+    eos, cfg = self.vocabulary.eos_id, self.config
+    max_option = cfg.max_target_length if self.is_encoder_decoder else cfg.max_length - 1
+    items = []
+    for i, (prompt, option, prompt_eos, option_eos) in enumerate(pairs):
+      o = (self._encode(option) + ([eos] if option_eos else []))[:max_option]
+      p = self._encode(prompt)
+      prompt_eos = prompt_eos or (self.is_encoder_decoder and not p)
+      budget = cfg.max_length - int(prompt_eos) - (0 if self.is_encoder_decoder else len(o))
+      p = p[len(p) - budget:] if len(p) > budget else list(p)  # keep the end of the prompt
+      items.append(_Item(i, p + [eos] if prompt_eos else p, o))
+    return items
+
+  def score(self, pairs: Sequence[Pair]) -> np.ndarray:
+    """Summed log-probabilities of each option (EOS included when asked), in the pairs' order."""
+    return self._run(pairs, self._token_log_probs,
+                     lambda logp_L, target_L: logp_L.astype(np.float64).sum())
+
+  def greedy_match(self, pairs: Sequence[Pair]) -> np.ndarray:
+    """Whether greedy decoding from the prompt reproduces each option exactly (LAMBADA's acc)."""
+    if self._greedy is None:
+      raise TypeError(f"{type(self.model).__name__} has no logits(params, batch): greedy-match "
+                      "tasks (LAMBADA, TriviaQA, WebQuestions) need it.")
+    return self._run(pairs, self._greedy,
+                     lambda argmax_L, target_L: bool(np.all(argmax_L == target_L))
+                     ).astype(bool)
+
+  def _run(self, pairs: Sequence[Pair], fn: Callable, reduce: Callable) -> np.ndarray:
+    unique = list(dict.fromkeys(pairs))
+    where = {p: i for i, p in enumerate(unique)}
+    items = self._items(unique)
+    out = np.zeros(len(unique), np.float64)
+    build = self._ed_batches if self.is_encoder_decoder else self._decoder_batches
+    batches = list(build(items))
+    show = self.config.progress if self.config.progress is not None else sys.stderr.isatty()
+    for batch, spans in tqdm.tqdm(batches, desc="scoring", unit="batch", disable=not show,
+                                  leave=False):
+      self.shapes_compiled.add(tuple(sorted((k, v.shape) for k, v in batch.items())))
+      per_token_BxL = np.asarray(jax.device_get(fn(self.params, batch)))
+      targets_BxL = batch["decoder_target_tokens"]
+      for index, row, start, end in spans:
+        out[index] = reduce(per_token_BxL[row, start:end], targets_BxL[row, start:end])
+    return out[[where[p] for p in pairs]]
+
+  def _rows_per_batch(self, length: int) -> int:
+    return max(1, self.config.batch_tokens // length)
+
+  def _decoder_batches(self, items: list[_Item]) -> Iterable[tuple[dict, list]]:
+    """Packed decoder-only batches: (features, [(item index, row, start, end)])."""
+    for length, rows in _pack_by_bucket(items, self.config, lambda it: it.length):
+      per_batch = self._rows_per_batch(length)
+      for b in range(0, len(rows), per_batch):
+        chunk = rows[b:b + per_batch]
+        feats = _zeros(per_batch, length, _decoder_keys(self.config.pack))
+        spans = []
+        for r, row in enumerate(chunk):
+          pos = 0
+          for seg, it in enumerate(row, start=1):
+            seq = it.prompt + it.option
+            n, np_ = len(seq), len(it.prompt)
+            sl = slice(pos, pos + n)
+            feats["decoder_target_tokens"][r, sl] = seq
+            feats["decoder_input_tokens"][r, pos + 1:pos + n] = seq[:-1]
+            feats["decoder_loss_weights"][r, pos + np_:pos + n] = 1
+            feats["decoder_causal_attention"][r, pos:pos + min(np_ + 1, n)] = 1
+            if self.config.pack:
+              feats["decoder_segment_ids"][r, sl] = seg
+              feats["decoder_positions"][r, sl] = np.arange(n)
+            spans.append((it.index, r, pos + np_, pos + n))
+            pos += n
+        yield feats, spans
+
+  def _ed_batches(self, items: list[_Item]) -> Iterable[tuple[dict, list]]:
+    """Encoder-decoder batches that encode every distinct prompt once."""
+    by_prompt: dict[tuple, list[_Item]] = {}
+    for it in items:
+      by_prompt.setdefault(tuple(it.prompt), []).append(it)
+    prompts = [_Item(-1, list(p), []) for p in by_prompt]
+    pack = self.config.pack
+    for enc_len, enc_rows in _pack_by_bucket(prompts, self.config, lambda it: it.length):
+      # Decoder rows of each encoder row: at most one option per prompt (segment) in a row.
+      groups = []  # per encoder row: list of decoder rows, each a list of (segment, item)
+      for enc_row in enc_rows:
+        dec_rows: list[list[tuple[int, _Item]]] = []
+        for seg, p in enumerate(enc_row, start=1):
+          for k, it in enumerate(by_prompt[tuple(p.prompt)]):
+            if not pack:
+              dec_rows.append([(seg, it)])
+            else:
+              while len(dec_rows) <= k:
+                dec_rows.append([])
+              dec_rows[k].append((seg, it))
+        groups.append(dec_rows)
+      longest = max(sum(len(it.option) for _, it in row) for g in groups for row in g)
+      dec_len = max(16, _next_pow2(longest))
+      enc_per_batch = self._rows_per_batch(enc_len)
+      # Enough decoder rows for the average encoder row's options, rounded up to a power of two.
+      mean_dec = sum(len(g) for g in groups) / len(groups)
+      dec_per_batch = _next_pow2(max(max(len(g) for g in groups),
+                                     int(np.ceil(mean_dec * enc_per_batch))))
+      for batch_groups in _chunk_groups(groups, enc_per_batch, dec_per_batch):
+        feats = {**_zeros(enc_per_batch, enc_len, _encoder_keys(pack)),
+                 **_zeros(dec_per_batch, dec_len, _decoder_keys(pack, causal=False))}
+        feats["encoder_row"] = np.zeros((dec_per_batch,), np.int32)
+        spans, d = [], 0
+        for e, (g_index, dec_rows) in enumerate(batch_groups):
+          pos = 0
+          for seg, p in enumerate(enc_rows[g_index], start=1):
+            n = len(p.prompt)
+            feats["encoder_input_tokens"][e, pos:pos + n] = p.prompt
+            if pack:
+              feats["encoder_segment_ids"][e, pos:pos + n] = seg
+              feats["encoder_positions"][e, pos:pos + n] = np.arange(n)
+            pos += n
+          for row in dec_rows:
+            feats["encoder_row"][d] = e
+            pos = 0
+            for seg, it in row:
+              n = len(it.option)
+              sl = slice(pos, pos + n)
+              feats["decoder_target_tokens"][d, sl] = it.option
+              feats["decoder_input_tokens"][d, pos + 1:pos + n] = it.option[:-1]
+              feats["decoder_loss_weights"][d, sl] = 1
+              if pack:
+                feats["decoder_segment_ids"][d, sl] = seg
+                feats["decoder_positions"][d, sl] = np.arange(n)
+              spans.append((it.index, d, pos, pos + n))
+              pos += n
+            d += 1
+        yield feats, spans
+
+
+def _per_row_greedy(model: Any) -> Callable:
+  """(params, batch) -> [B, L] argmax token ids (greedy predictions under teacher forcing)."""
+  logits = model.logits
+  return lambda params, batch: jax.numpy.argmax(logits(params, batch), axis=-1)
+
+
+def _is_encoder_decoder(model: Any) -> bool:
+  import seqio  # pylint: disable=g-import-not-at-top
+  cls = getattr(model, "feature_converter_cls", None)
+  return isinstance(cls, type) and issubclass(cls, seqio.EncDecFeatureConverter)
+
+
+def _decoder_keys(pack: bool, causal: bool = True) -> list[str]:
+  keys = ["decoder_target_tokens", "decoder_input_tokens", "decoder_loss_weights"]
+  if causal:
+    keys.append("decoder_causal_attention")
+  if pack:
+    keys += ["decoder_segment_ids", "decoder_positions"]
+  return keys
+
+
+def _encoder_keys(pack: bool) -> list[str]:
+  return ["encoder_input_tokens"] + (["encoder_segment_ids", "encoder_positions"] if pack else [])
+
+
+def _zeros(rows: int, length: int, keys: Sequence[str]) -> dict[str, np.ndarray]:
+  return {k: np.zeros((rows, length), np.int32) for k in keys}
+
+
+def _pack_by_bucket(items: Sequence[_Item], config: ScoringConfig,
+                    length_fn: Callable[[_Item], int]) -> list[tuple[int, list[list[_Item]]]]:
+  """Groups items by padded row length and packs each group first-fit-decreasing."""
+  buckets: dict[int, list[_Item]] = {}
+  for it in items:
+    n = max(1, length_fn(it))
+    buckets.setdefault(max(config.row_length, _next_pow2(n)), []).append(it)
+  out = []
+  for length in sorted(buckets):
+    group = sorted(buckets[length], key=length_fn, reverse=True)
+    if not config.pack:
+      out.append((length, [[it] for it in group]))
+      continue
+    rows: list[list[_Item]] = []
+    room: list[int] = []
+    for it in group:
+      n = length_fn(it)
+      # Items come longest first, so only the few newest rows can still have room: looking at a
+      # window keeps packing linear in the number of pairs.
+      for r in range(max(0, len(rows) - _PACK_WINDOW), len(rows)):
+        if room[r] >= n:
+          rows[r].append(it)
+          room[r] -= n
+          break
+      else:
+        rows.append([it])
+        room.append(length - n)
+    out.append((length, rows))
+  return out
+
+
+def _chunk_groups(groups: list[list], max_enc: int, max_dec: int) -> Iterable[list]:
+  """Splits encoder rows (each with its decoder rows) into batches within both row budgets."""
+  batch, n_dec = [], 0
+  for i, g in enumerate(groups):
+    if batch and (len(batch) == max_enc or n_dec + len(g) > max_dec):
+      yield batch
+      batch, n_dec = [], 0
+    batch.append((i, g))
+    n_dec += len(g)
+  if batch:
+    yield batch
