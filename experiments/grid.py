@@ -1,0 +1,341 @@
+r"""Runs an ablation grid: every cell's stages, then results.csv, the summary table and a figure.
+
+  python -m experiments.grid --gin_file=gin_configs/grids/embedded_smoke.gin \
+      --gin.GRID_DIR="'runs/embedded_smoke'" [--dry_run] [--print_commands]
+
+Stages run in this process (gin cleared between them: one import of JAX/TF/seqio for the whole
+grid). A stage is finished when its DONE file exists and is skipped on the next run; an interrupted
+training stage resumes from its MODEL_DIR; a failing stage records ERROR, blocks the stages that
+need it and the grid goes on with the other cells. GRID_DIR/grid.json holds the fingerprint of the
+grid definition; a GRID_DIR holding another definition is refused.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import sys
+import time
+import traceback
+from typing import Any, Callable, Sequence
+
+import gin
+
+from experiments import gin_utils
+from experiments import grid_plan
+from experiments import grid_spec
+from experiments import results as results_lib
+from experiments.grid_plan import DONE, ERROR, Stage
+from experiments.grid_spec import Grid, GridError
+
+GRID_JSON = "grid.json"
+STATUS_JSON = "status.json"
+
+
+@gin.configurable(module="experiments.grid")
+def model_of(model=gin.REQUIRED):
+  """Evaluates the MODEL macro of a stage's gin (bound by the dry run)."""
+  return model
+
+
+# ---------------------------------------------------------------------------------------------
+# GRID_DIR bookkeeping.
+
+
+def check_grid_dir(grid: Grid, grid_dir: str) -> None:
+  """Writes GRID_DIR/grid.json, or refuses a GRID_DIR made by another grid definition."""
+  path = os.path.join(grid_dir, GRID_JSON)
+  definition, fp = grid.definition(), grid.fingerprint()
+  if os.path.isfile(path):
+    with open(path, encoding="utf-8") as f:
+      old = json.load(f)
+    if old.get("fingerprint") != fp:
+      old_def = old.get("definition", {})
+      diff = sorted(k for k in set(definition) | set(old_def)
+                    if definition.get(k) != old_def.get(k))
+      raise GridError(
+          f"GRID_DIR {grid_dir} holds results of a different grid definition (grid "
+          f"{old.get('name')!r}, fingerprint {old.get('fingerprint')}; this one: {grid.name!r}, "
+          f"{fp}; differing fields: {', '.join(diff) or 'unknown'}). Results are never mixed: "
+          f"choose another --gin.GRID_DIR or remove that folder.")
+    return
+  os.makedirs(grid_dir, exist_ok=True)
+  with open(path + ".tmp", "w", encoding="utf-8") as f:
+    json.dump({"name": grid.name, "fingerprint": fp, "definition": definition}, f, indent=2)
+  os.replace(path + ".tmp", path)
+
+
+def is_done(stage: Stage) -> bool:
+  return os.path.isfile(os.path.join(stage.dir, DONE))
+
+
+def _write_json(path: str, obj: Any) -> None:
+  os.makedirs(os.path.dirname(path), exist_ok=True)
+  with open(path + ".tmp", "w", encoding="utf-8") as f:
+    json.dump(obj, f, indent=2, default=str)
+  os.replace(path + ".tmp", path)
+
+
+# ---------------------------------------------------------------------------------------------
+# Running stages.
+
+
+def _train(gin_files: Sequence[str], bindings: Sequence[str]) -> dict:
+  from experiments import train  # pylint: disable=g-import-not-at-top
+  return train.run(list(gin_files), list(bindings))
+
+
+def _evaluate(gin_files: Sequence[str], bindings: Sequence[str]) -> dict:
+  from eval import zero_shot  # pylint: disable=g-import-not-at-top
+  return zero_shot.run(list(gin_files), list(bindings))
+
+
+RUNNERS: dict[str, Callable[[Sequence[str], Sequence[str]], dict]] = {
+    "train": _train, "eval": _evaluate}
+
+
+def preflight(stages: Sequence[Stage]) -> dict[str, str]:
+  """Parses every stage's gin before anything trains: {cell name: error} for broken cells."""
+  errors: dict[str, str] = {}
+  for s in stages:
+    if s.cell.name in errors:
+      continue
+    try:
+      gin_utils.parse_gin(s.gin_files, s.bindings, finalize=False)
+    except Exception as e:  # pylint: disable=broad-except
+      errors[s.cell.name] = f"{s.id}: {e}"
+  gin.clear_config()
+  return errors
+
+
+def run_stage(stage: Stage) -> dict:
+  """Runs one stage and writes its DONE file last; on failure writes ERROR and re-raises."""
+  os.makedirs(stage.dir, exist_ok=True)
+  err_path = os.path.join(stage.dir, ERROR)
+  start = time.time()
+  try:
+    out = RUNNERS[stage.kind](stage.gin_files, stage.bindings) or {}
+  except BaseException:
+    with open(err_path, "w", encoding="utf-8") as f:
+      f.write(traceback.format_exc())
+    raise
+  if stage.kind == "eval" and not os.path.isfile(os.path.join(stage.dir, "results.json")):
+    _write_json(os.path.join(stage.dir, "results.json"), out)
+  if os.path.exists(err_path):
+    os.remove(err_path)
+  summary = {"stage": stage.id, "cell": stage.cell.name, "seconds": round(time.time() - start, 1),
+             "finished": datetime.datetime.now(datetime.timezone.utc).isoformat(),
+             "end_step": stage.end_step}
+  if stage.kind == "train":
+    summary["metrics"] = out.get("metrics")
+  else:
+    summary["aggregate"] = out.get("aggregate")
+  _write_json(os.path.join(stage.dir, DONE), summary)
+  return summary
+
+
+def _progress(total: int):
+  try:
+    from tqdm import tqdm  # pylint: disable=g-import-not-at-top
+  except ImportError:
+    return None
+  return tqdm(total=total, desc="grid", unit="stage", disable=not sys.stderr.isatty(),
+              file=sys.stderr)
+
+
+def run_grid(grid: Grid, grid_dir: str, log: Callable[[str], None] = print) -> dict[str, Any]:
+  """Runs every unfinished stage; returns {'status': {stage key: ...}, 'failed': [...]}."""
+  check_grid_dir(grid, grid_dir)
+  stages = grid_plan.plan(grid, grid_dir)
+  broken = preflight(stages)
+  status: dict[str, dict[str, Any]] = {}
+  bar = _progress(len(stages))
+  for s in stages:
+    entry: dict[str, Any]
+    blocked = [d for d in s.depends_on if status.get(d, {}).get("status") != "done"]
+    if is_done(s):
+      entry = {"status": "done", "skipped": True}
+    elif s.cell.name in broken:
+      entry = {"status": "failed", "error": broken[s.cell.name]}
+      _write_error(s, broken[s.cell.name])
+    elif blocked:
+      entry = {"status": "blocked", "error": f"needs {', '.join(blocked)}"}
+    else:
+      if bar is not None:
+        bar.set_postfix_str(s.key)
+      log(f"[grid] {s.key}: running ({s.kind})")
+      try:
+        summary = run_stage(s)
+        entry = {"status": "done", "seconds": summary["seconds"]}
+      except KeyboardInterrupt:
+        raise
+      except Exception as e:  # pylint: disable=broad-except
+        entry = {"status": "failed", "error": f"{type(e).__name__}: {e}"}
+        log(f"[grid] {s.key}: FAILED: {entry['error']} (traceback in {s.dir}/{ERROR})")
+    status[s.key] = entry
+    _write_json(os.path.join(grid_dir, STATUS_JSON), status)
+    if bar is not None:
+      bar.update(1)
+  if bar is not None:
+    bar.close()
+  failed = [k for k, v in status.items() if v["status"] != "done"]
+  return {"status": status, "failed": failed, "stages": stages}
+
+
+def _write_error(stage: Stage, message: str) -> None:
+  os.makedirs(stage.dir, exist_ok=True)
+  with open(os.path.join(stage.dir, ERROR), "w", encoding="utf-8") as f:
+    f.write(message + "\n")
+
+
+# ---------------------------------------------------------------------------------------------
+# Results.
+
+
+def collect(grid: Grid, grid_dir: str, stages: Sequence[Stage] | None = None) -> Any:
+  """results.csv from every finished evaluation stage; returns the DataFrame."""
+  stages = stages or grid_plan.plan(grid, grid_dir)
+  rows = []
+  for s in stages:
+    path = os.path.join(s.dir, "results.json")
+    if s.kind != "eval" or not is_done(s) or not os.path.isfile(path):
+      continue
+    rows += results_lib.rows_from_results(
+        results_lib.load_results_json(path), grid=grid.name, cell=s.cell.name, arch=s.cell.arch,
+        objective=s.cell.objective, stage=s.trained, phase=s.phase, step=s.end_step,
+        suite=s.suite)
+  return results_lib.write_csv(rows, os.path.join(grid_dir, results_lib.RESULTS_CSV))
+
+
+def report(grid: Grid, grid_dir: str, outcome: dict[str, Any] | None = None) -> str:
+  """Writes results.csv, summary.{csv,md,png}; returns the printable summary."""
+  df = collect(grid, grid_dir, outcome["stages"] if outcome else None)
+  lines = [f"Grid {grid.name} ({grid_dir}): {len(df)} result rows in "
+           f"{os.path.join(grid_dir, results_lib.RESULTS_CSV)}"]
+  notes = ""
+  if outcome and outcome["failed"]:
+    bad = [f"- {k}: {outcome['status'][k]['status']}: {outcome['status'][k].get('error', '')}"
+           for k in outcome["failed"]]
+    notes = "Stages not finished:\n" + "\n".join(bad)
+  if len(df):
+    md = results_lib.write_summary(df, grid_dir, [c.name for c in grid.cells], notes)
+    lines += ["", "Mean over tasks of the median accuracy over prompts (%); n per prompt in "
+              "results.csv:", md, "",
+              f"Saved {results_lib.SUMMARY_CSV}, {results_lib.SUMMARY_MD}, "
+              f"{results_lib.SUMMARY_PNG} in {grid_dir}."]
+  if notes:
+    lines += ["", notes]
+  return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------------------------
+# Dry run: validation and accounting without training.
+
+
+def account(stage: Stage) -> dict[str, Any]:
+  """Params and training FLOPs per example of a training stage's model (no parameters built)."""
+  from arch import accounting  # pylint: disable=g-import-not-at-top
+  gin_utils.parse_gin(stage.gin_files, list(stage.bindings) + ["experiments.grid.model_of.model "
+                                                                "= %MODEL"], finalize=False)
+  lengths = gin_utils.require_macro("TASK_FEATURE_LENGTHS")
+  model = model_of()
+  out = accounting.account(model, dict(lengths))
+  gin.clear_config()
+  return out
+
+
+def dry_run(grid: Grid, grid_dir: str, log: Callable[[str], None] = print) -> list[dict]:
+  """Validates every stage's gin; per cell: params, tokens and training FLOPs per stage."""
+  stages = grid_plan.plan(grid, grid_dir)
+  broken = preflight(stages)
+  rows = []
+  for cell in grid.cells:
+    row: dict[str, Any] = {"cell": cell.name, "arch": cell.arch, "objective": cell.objective}
+    if cell.name in broken:
+      row["error"] = broken[cell.name]
+      rows.append(row)
+      continue
+    total_flops = 0.0
+    for s in (s for s in stages if s.cell.name == cell.name and s.kind == "train"):
+      try:
+        acc = account(s)
+      except Exception as e:  # pylint: disable=broad-except
+        row["error"] = f"{s.id}: {type(e).__name__}: {e}"
+        break
+      row["params"] = int(acc["params"])
+      flops = float(acc["train_flops_per_example"]) * s.examples
+      row[f"{s.id}_steps"] = s.steps
+      row[f"{s.id}_end_step"] = s.end_step
+      row[f"{s.id}_tokens"] = s.tokens
+      row[f"{s.id}_flops"] = flops
+      total_flops += flops
+    row["train_flops"] = total_flops
+    rows.append(row)
+  log(format_dry_run(rows))
+  return rows
+
+
+def format_dry_run(rows: Sequence[dict]) -> str:
+  lines = [f"{'cell':<18} {'params':>16} {'stage':<9} {'steps':>8} {'end step':>9} "
+           f"{'tokens':>18} {'train FLOPs':>12}"]
+  for r in rows:
+    if "error" in r:
+      lines.append(f"{r['cell']:<18} INVALID: {r['error']}")
+      continue
+    first = True
+    for kind in grid_spec.TRAIN_STAGES:
+      if f"{kind}_tokens" not in r:
+        continue
+      lines.append(f"{r['cell'] if first else '':<18} {r['params'] if first else '':>16,} "
+                   f"{kind:<9} {r[kind + '_steps']:>8,} {r[kind + '_end_step']:>9,} "
+                   f"{r[kind + '_tokens']:>18,} {r[kind + '_flops']:>12.3e}"
+                   if first else
+                   f"{'':<18} {'':>16} {kind:<9} {r[kind + '_steps']:>8,} "
+                   f"{r[kind + '_end_step']:>9,} {r[kind + '_tokens']:>18,} "
+                   f"{r[kind + '_flops']:>12.3e}")
+      first = False
+  return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------------------------
+# Entry point.
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+  argv = list(sys.argv[1:] if argv is None else argv)
+  try:
+    files, bindings, rest = gin_utils.parse_gin_flags(argv)
+  except gin_utils.GinConfigError as e:
+    print(f"error: {e}", file=sys.stderr)
+    return 2
+  parser = argparse.ArgumentParser(prog="python -m experiments.grid", description=__doc__,
+                                   formatter_class=argparse.RawDescriptionHelpFormatter)
+  parser.add_argument("--dry_run", action="store_true",
+                      help="validate every cell, print params / tokens / FLOPs, train nothing")
+  parser.add_argument("--print_commands", action="store_true",
+                      help="print one launch command per stage (for separate jobs) and exit")
+  args = parser.parse_args(rest)
+  if not files:
+    parser.error("give the grid with --gin_file=gin_configs/grids/<grid>.gin")
+  try:
+    grid, grid_dir = grid_spec.load(files, bindings)
+    if not grid_dir:
+      raise GridError("GRID_DIR is not set: add --gin.GRID_DIR=\"'runs/<name>'\".")
+    if args.print_commands:
+      print(grid_plan.print_commands(grid_plan.plan(grid, grid_dir)))
+      return 0
+    if args.dry_run:
+      rows = dry_run(grid, grid_dir)
+      return 1 if any("error" in r for r in rows) else 0
+    outcome = run_grid(grid, grid_dir)
+  except (GridError, gin_utils.GinConfigError) as e:
+    print(f"error: {e}", file=sys.stderr)
+    return 2
+  print(report(grid, grid_dir, outcome))
+  return 1 if outcome["failed"] else 0
+
+
+if __name__ == "__main__":
+  sys.exit(main())

@@ -1,0 +1,172 @@
+"""The stages of a grid: for every cell, which entry point runs with which gin files and bindings.
+
+Each stage owns one folder under GRID_DIR/cells/<cell>/ and is finished when its DONE file (written
+last) exists. Training stages chain by absolute step counts, t5x style: pretrain ends at
+pretrain_steps, an adaptation at the source's pretraining end + its steps, MTF at the previous end +
+mtf_steps, each starting from the previous stage's checkpoints (INITIAL_CHECKPOINT_PATH).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+import shlex
+from typing import Mapping, Sequence
+
+from experiments.grid_spec import PHASE, Cell, Grid, GridError
+
+ARCH_GIN = "gin_configs/arch/{}.gin"
+OBJECTIVE_GIN = "gin_configs/objectives/{}.gin"
+RUN_GIN = {"pretrain": "gin_configs/runs/pretrain.gin", "adapt": "gin_configs/runs/adapt.gin",
+           "mtf": "gin_configs/runs/finetune.gin"}
+ENTRY = {"train": "experiments.train", "eval": "eval.zero_shot"}
+DONE = "DONE"
+ERROR = "ERROR"
+
+
+@dataclasses.dataclass(frozen=True)
+class Stage:
+  """One launch: a training run or one suite's evaluation of a training stage's checkpoints."""
+
+  cell: Cell
+  id: str  # 'pretrain', 'adapt', 'mtf', or 'eval_<trained stage>.<suite>'
+  kind: str  # 'train' | 'eval'
+  dir: str
+  gin_files: tuple[str, ...]
+  bindings: tuple[str, ...]
+  trained: str  # the training stage this stage is or evaluates
+  end_step: int
+  steps: int = 0  # optimizer steps of this stage (0 for evaluation)
+  examples: int = 0  # sequences trained on in this stage (steps x batch)
+  tokens: int = 0  # tokens trained on in this stage (examples x summed feature lengths)
+  suite: str | None = None
+  depends_on: tuple[str, ...] = ()  # '<cell>/<stage id>' that must be done first
+
+  @property
+  def key(self) -> str:
+    return f"{self.cell.name}/{self.id}"
+
+  @property
+  def phase(self) -> str:
+    return PHASE[self.trained]
+
+  def command(self) -> str:
+    """The shell command that runs this stage as its own job (t5x flag conventions)."""
+    args = ["python", "-m", ENTRY[self.kind]]
+    args += [shlex.quote(f"--gin_file={f}") for f in self.gin_files]
+    for b in self.bindings:
+      key, _, value = b.partition(" = ")
+      args.append(f"--gin.{key}={_shell_value(value)}")
+    return " ".join(args)
+
+
+def _shell_value(value: str) -> str:
+  """A gin value for the shell the way t5x users write it: --gin.MODEL_DIR="'runs/x'"."""
+  if re.fullmatch(r"[\w.+-]+", value):
+    return value
+  if not re.search(r'["$`\\!]', value):
+    return f'"{value}"'
+  return shlex.quote(value)
+
+
+def _q(value: str) -> str:
+  return repr(str(value))
+
+
+def _lengths(d: Mapping[str, int]) -> str:
+  return "{" + ", ".join(f"{k!r}: {int(v)}" for k, v in sorted(d.items())) + "}"
+
+
+def cell_dir(grid_dir: str, cell: Cell) -> str:
+  return os.path.join(grid_dir, "cells", cell.slug)
+
+
+def _common(grid: Grid, cell: Cell) -> tuple[list[str], list[str]]:
+  files = [ARCH_GIN.format(cell.arch), *grid.gin_files]
+  bindings = list(grid.bindings)
+  if grid.local_data_dir is not None:
+    bindings.append(f"LOCAL_DATA_DIR = {_q(grid.local_data_dir)}")
+  return files, bindings
+
+
+def _mtf_bindings(grid: Grid) -> list[str]:
+  out = list(grid.mtf_bindings)
+  if grid.local_data_dir is not None:
+    out.append(f"objectives.multitask.mtf_options.local_data_dir = {_q(grid.local_data_dir)}")
+  return out
+
+
+def cell_stages(grid: Grid, cell: Cell, grid_dir: str) -> list[Stage]:
+  """The stages of one cell in the order they run."""
+  base = cell_dir(grid_dir, cell)
+  out: list[Stage] = []
+  prev: Stage | None = None
+  for kind in cell.stages:
+    files, bindings = _common(grid, cell)
+    if kind == "eval":
+      if prev is None:
+        raise GridError(f"cell {cell.name!r}: 'eval' before any training stage.")
+      for suite in grid.suites:
+        out_dir = os.path.join(base, f"eval_{prev.id}", suite)
+        b = bindings + list(cell.bindings) + [
+            f"CHECKPOINT_PATH = {_q(prev.dir)}", f"EVAL_SUITE = {_q(suite)}",
+            f"EVAL_OUTPUT_DIR = {_q(out_dir)}"]
+        out.append(Stage(cell=cell, id=f"eval_{prev.id}.{suite}", kind="eval", dir=out_dir,
+                         gin_files=tuple(files + list(grid.eval_gin_files) + list(cell.gin_files)),
+                         bindings=tuple(b), trained=prev.id, end_step=prev.end_step, suite=suite,
+                         depends_on=(prev.key,)))
+      continue
+    depends: tuple[str, ...] = ()
+    init = None
+    if kind == "pretrain":
+      steps, start = cell.steps, 0
+      lengths, batch = grid.feature_lengths[cell.objective], grid.batch_size[cell.objective]
+      task = f"{grid.corpus}_{cell.objective}"
+    elif kind == "adapt":
+      source = grid.cell(cell.source)
+      src_pretrain = os.path.join(cell_dir(grid_dir, source), "pretrain")
+      steps, start, init = cell.steps, source.steps, src_pretrain
+      lengths, batch = grid.feature_lengths[cell.objective], grid.batch_size[cell.objective]
+      task = f"{grid.corpus}_{cell.objective}"
+      depends = (f"{source.name}/pretrain",)
+    else:  # mtf
+      if prev is None:
+        raise GridError(f"cell {cell.name!r}: 'mtf' needs a trained model before it.")
+      steps, start, init = grid.mtf_steps, prev.end_step, prev.dir
+      lengths, batch = grid.mtf_feature_lengths, grid.mtf_batch_size
+      task = grid.mtf_mixture
+      depends = (prev.key,)
+    files = files + ([OBJECTIVE_GIN.format(cell.objective)] if kind != "mtf" else [])
+    files += [RUN_GIN[kind], *cell.gin_files]
+    model_dir = os.path.join(base, kind)
+    b = bindings + (_mtf_bindings(grid) if kind == "mtf" else []) + list(cell.bindings) + [
+        f"MODEL_DIR = {_q(model_dir)}", f"MIXTURE_OR_TASK_NAME = {_q(task)}",
+        f"TASK_FEATURE_LENGTHS = {_lengths(lengths)}", f"TRAIN_STEPS = {start + steps}",
+        f"BATCH_SIZE = {batch}"]
+    if init is not None:
+      b.append(f"INITIAL_CHECKPOINT_PATH = {_q(init)}")
+    stage = Stage(cell=cell, id=kind, kind="train", dir=model_dir, gin_files=tuple(files),
+                  bindings=tuple(b), trained=kind, end_step=start + steps, steps=steps,
+                  examples=steps * batch, tokens=steps * batch * sum(lengths.values()),
+                  depends_on=depends)
+    out.append(stage)
+    prev = stage
+  return out
+
+
+def plan(grid: Grid, grid_dir: str) -> list[Stage]:
+  """Every stage of the grid, cells in order (adaptation sources first)."""
+  return [s for cell in grid.cells for s in cell_stages(grid, cell, grid_dir)]
+
+
+def print_commands(stages: Sequence[Stage]) -> str:
+  """One launch command per stage, grouped by cell, as text."""
+  lines, cell = [], None
+  for s in stages:
+    if s.cell.name != cell:
+      cell = s.cell.name
+      lines.append(f"# {cell}")
+    after = f"  # after {', '.join(s.depends_on)}" if s.depends_on else ""
+    lines.append(f"{s.command()}{after}")
+  return "\n".join(lines)

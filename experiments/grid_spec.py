@@ -1,0 +1,256 @@
+"""The definition of an ablation grid: cells x stages, bound by a gin file of gin_configs/grids/.
+
+A grid file binds `experiments.grid_spec.grid_definition` (see gin_configs/grids/wang2022.gin):
+the gin files every stage shares, the steps of each kind of stage, the suites, and the cells.
+A cell is a dict:
+
+  {'name': 'ND:MLM', 'arch': 'non_causal_decoder', 'objective': 'span_corruption'}
+  {'name': 'CD:FLM->ND:MLM', 'arch': 'non_causal_decoder', 'objective': 'span_corruption',
+   'source': 'CD:FLM', 'steps': 39936}              # adaptation from CD:FLM's pretrained weights
+
+with optional keys 'stages' (default pretrain, eval, mtf, eval; adapt, eval, mtf, eval for a cell
+with a source), 'steps' (pretrain / adapt steps of this cell), 'gin_files' and 'bindings' (extra
+gin for every stage of the cell). Everything is checked here, before any training: an unknown
+arch, objective or stage, an adaptation whose source cell is missing, a malformed stage chain.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import re
+from typing import Any, Mapping, Sequence
+
+import gin
+
+from experiments import gin_utils
+
+ARCHS = {"causal_decoder": "CD", "non_causal_decoder": "ND", "encoder_decoder": "ED"}
+OBJECTIVES = {"full_lm": "FLM", "prefix_lm": "PLM", "span_corruption": "MLM", "ul2": "UL2"}
+TRAIN_STAGES = ("pretrain", "adapt", "mtf")
+STAGES = TRAIN_STAGES + ("eval",)
+CELL_KEYS = ("name", "arch", "objective", "source", "stages", "steps", "gin_files", "bindings")
+# What a post-training evaluation is called in results: after pretrain or adapt it is zero-shot.
+PHASE = {"pretrain": "zero_shot", "adapt": "zero_shot", "mtf": "post_mtf"}
+
+
+class GridError(ValueError):
+  """A grid definition or GRID_DIR that cannot be run; raised before any training."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Cell:
+  """One (architecture, objective) configuration and the stages it runs."""
+
+  name: str
+  arch: str
+  objective: str
+  stages: tuple[str, ...]
+  steps: int
+  source: str | None = None
+  gin_files: tuple[str, ...] = ()
+  bindings: tuple[str, ...] = ()
+
+  @property
+  def slug(self) -> str:
+    """A folder name: 'CD:FLM->ND:MLM' -> 'cd_flm-nd_mlm'."""
+    return "-".join(re.sub(r"[^a-z0-9]+", "_", part.lower()).strip("_")
+                    for part in self.name.split("->"))
+
+
+@dataclasses.dataclass(frozen=True)
+class Grid:
+  """A validated grid: shared settings plus cells in an order where sources come first."""
+
+  name: str
+  cells: tuple[Cell, ...]
+  gin_files: tuple[str, ...]
+  bindings: tuple[str, ...]
+  corpus: str
+  batch_size: Mapping[str, int]  # by objective
+  pretrain_steps: int
+  mtf_steps: int
+  mtf_mixture: str
+  feature_lengths: Mapping[str, Mapping[str, int]]
+  mtf_feature_lengths: Mapping[str, int]
+  mtf_batch_size: int
+  suites: tuple[str, ...]
+  eval_gin_files: tuple[str, ...] = ()
+  local_data_dir: str | None = None
+  mtf_bindings: tuple[str, ...] = ()
+
+  def cell(self, name: str) -> Cell:
+    return {c.name: c for c in self.cells}[name]
+
+  def definition(self) -> dict[str, Any]:
+    """A JSON-able description of everything that decides the grid's results."""
+    d = dataclasses.asdict(self)
+    d["cells"] = [dataclasses.asdict(c) for c in self.cells]
+    return json.loads(json.dumps(d, sort_keys=True))
+
+  def fingerprint(self) -> str:
+    text = json.dumps(self.definition(), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _where(i: int, cell: Any) -> str:
+  name = cell.get("name") if isinstance(cell, Mapping) else None
+  return f"experiments.grid_spec.grid_definition.cells[{i}]" + (f" ({name!r})" if name else "")
+
+
+def _int(value: Any, what: str) -> int:
+  if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+    raise GridError(f"{what} must be a positive integer, got {value!r}.")
+  return value
+
+
+def _check_stages(stages: Sequence[str], has_source: bool, where: str) -> tuple[str, ...]:
+  stages = tuple(stages)
+  unknown = [s for s in stages if s not in STAGES]
+  if unknown:
+    raise GridError(f"{where}: unknown stage(s) {unknown}; valid stages: {', '.join(STAGES)}.")
+  first = "adapt" if has_source else "pretrain"
+  if not stages or stages[0] != first:
+    raise GridError(f"{where}: stages must start with {first!r} (a cell "
+                    f"{'with' if has_source else 'without'} a 'source'), got {list(stages)}.")
+  for i, s in enumerate(stages[1:], start=1):
+    if s in ("pretrain", "adapt"):
+      raise GridError(f"{where}: {s!r} may only be the first stage, found at position {i}.")
+    if s == "eval" and stages[i - 1] == "eval":
+      raise GridError(f"{where}: two 'eval' stages in a row; an eval follows a training stage.")
+  return stages
+
+
+def parse_cell(i: int, raw: Any, default_steps: int) -> Cell:
+  """One cell dict of the grid file -> Cell, or a GridError naming the cell and the key."""
+  where = _where(i, raw)
+  if not isinstance(raw, Mapping):
+    raise GridError(f"{where}: expected a dict with keys name, arch, objective, got {raw!r}.")
+  unknown = sorted(set(raw) - set(CELL_KEYS))
+  if unknown:
+    raise GridError(f"{where}: unknown key(s) {unknown}; valid keys: {', '.join(CELL_KEYS)}.")
+  for key in ("name", "arch", "objective"):
+    if not isinstance(raw.get(key), str) or not raw.get(key):
+      raise GridError(f"{where}: missing or empty {key!r} (a string).")
+  if raw["arch"] not in ARCHS:
+    raise GridError(f"{where}: unknown arch {raw['arch']!r}; valid: {', '.join(ARCHS)}.")
+  if raw["objective"] not in OBJECTIVES:
+    raise GridError(f"{where}: unknown objective {raw['objective']!r}; valid: "
+                    f"{', '.join(OBJECTIVES)}.")
+  if raw["arch"] == "encoder_decoder" and raw["objective"] == "full_lm":
+    raise GridError(f"{where}: full_lm is undefined for the encoder_decoder (it has no prefix to "
+                    "encode); use prefix_lm or span_corruption.")
+  source = raw.get("source")
+  if source is not None and not isinstance(source, str):
+    raise GridError(f"{where}: 'source' must be the name of another cell, got {source!r}.")
+  default_stages = ("adapt" if source else "pretrain", "eval", "mtf", "eval")
+  stages = _check_stages(raw.get("stages", default_stages), bool(source), where)
+  if source and "steps" not in raw:
+    raise GridError(f"{where}: an adaptation cell needs 'steps' (its adaptation steps, added to "
+                    f"the source's pretraining steps).")
+  steps = _int(raw.get("steps", default_steps), f"{where}: 'steps'")
+  files, bindings = raw.get("gin_files", ()), raw.get("bindings", ())
+  for key, value in (("gin_files", files), ("bindings", bindings)):
+    if isinstance(value, str) or not all(isinstance(x, str) for x in value):
+      raise GridError(f"{where}: {key!r} must be a list of strings, got {value!r}.")
+  return Cell(name=raw["name"], arch=raw["arch"], objective=raw["objective"], stages=stages,
+              steps=steps, source=source, gin_files=tuple(files), bindings=tuple(bindings))
+
+
+def _order(cells: list[Cell]) -> tuple[Cell, ...]:
+  """Cells with every source before the cells adapted from it; sources must exist and be acyclic."""
+  by_name = {}
+  for c in cells:
+    if c.name in by_name:
+      raise GridError(f"Two cells are named {c.name!r}; cell names must be unique.")
+    by_name[c.name] = c
+  slugs = {}
+  for c in cells:
+    if c.slug in slugs:
+      raise GridError(f"Cells {slugs[c.slug]!r} and {c.name!r} map to the same folder {c.slug!r}.")
+    slugs[c.slug] = c.name
+  for c in cells:
+    if c.source is None:
+      continue
+    if c.source not in by_name:
+      raise GridError(f"Adaptation cell {c.name!r} names source cell {c.source!r}, which is not in "
+                      f"the grid; cells: {', '.join(by_name)}.")
+    if by_name[c.source].stages[0] != "pretrain":
+      raise GridError(f"Adaptation cell {c.name!r}: its source {c.source!r} must be a pretraining "
+                      "cell (adapting an adapted model is not supported).")
+  out = [c for c in cells if c.source is None] + [c for c in cells if c.source is not None]
+  return tuple(out)
+
+
+@gin.configurable(module="experiments.grid_spec")
+def grid_definition(
+    name: str = gin.REQUIRED,
+    cells: Sequence[Mapping[str, Any]] = gin.REQUIRED,
+    gin_files: Sequence[str] = (),
+    bindings: Sequence[str] = (),
+    corpus: str = "embedded",
+    batch_size: int | Mapping[str, int] = gin.REQUIRED,
+    pretrain_steps: int = gin.REQUIRED,
+    mtf_steps: int = gin.REQUIRED,
+    mtf_mixture: str = "embedded_mtf",
+    feature_lengths: Mapping[str, Mapping[str, int]] = gin.REQUIRED,
+    mtf_feature_lengths: Mapping[str, int] = gin.REQUIRED,
+    mtf_batch_size: int | None = None,
+    suites: Sequence[str] = ("embedded",),
+    eval_gin_files: Sequence[str] = (),
+    local_data_dir: str | None = None,
+    mtf_bindings: Sequence[str] = (),
+) -> Grid:
+  """Builds and validates a Grid from the bindings of a gin_configs/grids/ file."""
+  prefix = "experiments.grid_spec.grid_definition"
+  if not isinstance(cells, Sequence) or isinstance(cells, str) or not cells:
+    raise GridError(f"{prefix}.cells must be a non-empty list of cell dicts.")
+  pretrain_steps = _int(pretrain_steps, f"{prefix}.pretrain_steps")
+  parsed = [parse_cell(i, c, pretrain_steps) for i, c in enumerate(cells)]
+  lengths = {}
+  needed = sorted({c.objective for c in parsed})
+  for objective in needed:
+    fl = (feature_lengths or {}).get(objective)
+    if not isinstance(fl, Mapping) or "targets" not in fl:
+      raise GridError(f"{prefix}.feature_lengths has no entry for objective {objective!r} (a dict "
+                      f"like {{'inputs': 512, 'targets': 114}}); it has {sorted(feature_lengths)}.")
+    lengths[objective] = {k: _int(v, f"{prefix}.feature_lengths[{objective!r}][{k!r}]")
+                          for k, v in fl.items()}
+  batches = {}
+  for objective in needed:
+    b = batch_size.get(objective) if isinstance(batch_size, Mapping) else batch_size
+    batches[objective] = _int(b, f"{prefix}.batch_size[{objective!r}]" if isinstance(
+        batch_size, Mapping) else f"{prefix}.batch_size")
+  if mtf_batch_size is None:
+    raise GridError(f"{prefix}.mtf_batch_size is required (the MTF batch; see "
+                    "gin_configs/runs/finetune.gin for the paper's 1024 vs 2048).")
+  if not isinstance(mtf_feature_lengths, Mapping) or set(mtf_feature_lengths) != {"inputs",
+                                                                                    "targets"}:
+    raise GridError(f"{prefix}.mtf_feature_lengths must be {{'inputs': N, 'targets': M}}, got "
+                    f"{mtf_feature_lengths!r}.")
+  if isinstance(suites, str) or not suites:
+    raise GridError(f"{prefix}.suites must be a non-empty list of suite names, got {suites!r}.")
+  return Grid(
+      name=name, cells=_order(parsed), gin_files=tuple(gin_files), bindings=tuple(bindings),
+      corpus=corpus, batch_size=batches,
+      pretrain_steps=pretrain_steps, mtf_steps=_int(mtf_steps, f"{prefix}.mtf_steps"),
+      mtf_mixture=mtf_mixture, feature_lengths=lengths,
+      mtf_feature_lengths={k: _int(v, f"{prefix}.mtf_feature_lengths[{k!r}]")
+                           for k, v in mtf_feature_lengths.items()},
+      mtf_batch_size=_int(mtf_batch_size, f"{prefix}.mtf_batch_size"),
+      suites=tuple(suites), eval_gin_files=tuple(eval_gin_files), local_data_dir=local_data_dir,
+      mtf_bindings=tuple(mtf_bindings))
+
+
+def load(grid_files: Sequence[str], bindings: Sequence[str] = ()) -> tuple[Grid, str | None]:
+  """Parses grid gin files (+ overrides) -> (Grid, GRID_DIR macro or None)."""
+  gin_utils.parse_gin(grid_files, bindings, finalize=False)
+  try:
+    grid = grid_definition()
+  except GridError:
+    raise
+  except (TypeError, ValueError) as e:  # gin.REQUIRED left unbound and similar.
+    raise GridError(f"{', '.join(grid_files)}: {e}") from e
+  grid_dir = gin_utils.query_macro("GRID_DIR")
+  return grid, grid_dir

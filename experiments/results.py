@@ -1,0 +1,146 @@
+"""Grid results: results.csv (one row per cell x stage x suite x task x prompt) and the paper table.
+
+Aggregation follows the paper (T0's protocol): per task, the median accuracy over its prompts; per
+suite, the mean over tasks of those medians. Every score keeps its number of examples `n`, so a
+reader can judge noise: the binomial standard error sqrt(p (1 - p) / n) is the error bar.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from typing import Any, Iterable, Mapping
+
+import pandas as pd
+
+COLUMNS = ("grid", "cell", "arch", "objective", "stage", "phase", "step", "suite", "task",
+           "prompt", "accuracy", "acc_norm", "n", "random_baseline")
+PHASE_LABELS = {"zero_shot": "zero-shot", "post_mtf": "post-MTF"}
+RESULTS_CSV = "results.csv"
+SUMMARY_CSV = "summary.csv"
+SUMMARY_MD = "summary.md"
+SUMMARY_PNG = "summary.png"
+
+
+def rows_from_results(results: Mapping[str, Any], **labels: Any) -> list[dict[str, Any]]:
+  """The per-prompt rows of one results.json (eval's schema), tagged with the cell/stage labels."""
+  rows = []
+  for task, entry in sorted(results.get("tasks", {}).items()):
+    for prompt, score in sorted(entry.get("prompts", {}).items()):
+      rows.append(dict(labels, suite=results.get("suite", labels.get("suite")), task=task,
+                       prompt=prompt, accuracy=float(score["accuracy"]),
+                       acc_norm=float(score.get("acc_norm", math.nan)), n=int(score["n"]),
+                       random_baseline=float(score.get("random_baseline", math.nan))))
+  return rows
+
+
+def write_csv(rows: Iterable[Mapping[str, Any]], path: str) -> pd.DataFrame:
+  """Writes rows (COLUMNS order) atomically; returns them as a DataFrame."""
+  df = pd.DataFrame(list(rows), columns=list(COLUMNS))
+  tmp = path + ".tmp"
+  df.to_csv(tmp, index=False)
+  os.replace(tmp, path)
+  return df
+
+
+def read_csv(grid_dir: str) -> pd.DataFrame:
+  path = os.path.join(grid_dir, RESULTS_CSV)
+  if not os.path.isfile(path):
+    raise FileNotFoundError(f"No {RESULTS_CSV} in {grid_dir}: run the grid first "
+                            f"(python -m experiments.grid --gin_file=... --gin.GRID_DIR=...).")
+  return pd.read_csv(path)
+
+
+def task_scores(df: pd.DataFrame) -> pd.DataFrame:
+  """Per cell x phase x suite x task: median over prompts, spread, n, baseline, standard error."""
+  keys = ["cell", "arch", "objective", "phase", "suite", "task"]
+  g = df.groupby(keys, sort=False)
+  out = g.agg(median=("accuracy", "median"), min=("accuracy", "min"), max=("accuracy", "max"),
+              n=("n", "max"), prompts=("prompt", "count"),
+              random_baseline=("random_baseline", "mean")).reset_index()
+  p = out["median"].clip(0, 1)
+  out["stderr"] = (p * (1 - p) / out["n"].clip(lower=1)) ** 0.5
+  return out
+
+
+def suite_scores(df: pd.DataFrame) -> pd.DataFrame:
+  """Per cell x phase x suite: the mean over tasks of the median over prompts (and n tasks)."""
+  t = task_scores(df)
+  return (t.groupby(["cell", "arch", "objective", "phase", "suite"], sort=False)
+          .agg(score=("median", "mean"), n_tasks=("task", "count"),
+               random=("random_baseline", "mean")).reset_index())
+
+
+def summary_table(df: pd.DataFrame, cells_order: Iterable[str] | None = None) -> pd.DataFrame:
+  """The paper-style table: rows cells, columns '<suite> zero-shot' / '<suite> post-MTF' (in %)."""
+  s = suite_scores(df)
+  s["column"] = s["suite"] + " " + s["phase"].map(PHASE_LABELS).fillna(s["phase"])
+  table = s.pivot_table(index="cell", columns="column", values="score", aggfunc="first") * 100
+  suites = list(dict.fromkeys(s["suite"]))
+  cols = [f"{su} {PHASE_LABELS[p]}" for su in suites for p in PHASE_LABELS
+          if f"{su} {PHASE_LABELS[p]}" in table.columns]
+  order = [c for c in (cells_order or dict.fromkeys(s["cell"])) if c in table.index]
+  table = table.reindex(index=order, columns=cols)
+  rb = s.groupby("suite")["random"].mean() * 100
+  table.loc["random baseline"] = [rb.get(c.rsplit(" ", 1)[0], math.nan) for c in cols]
+  table.index.name = "cell"
+  return table.round(2)
+
+
+def to_markdown(table: pd.DataFrame) -> str:
+  """A GitHub markdown table (no extra dependency)."""
+  head = [table.index.name or ""] + [str(c) for c in table.columns]
+  lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+  for idx, row in table.iterrows():
+    vals = ["-" if pd.isna(v) else f"{v:.2f}" for v in row.tolist()]
+    lines.append("| " + " | ".join([str(idx)] + vals) + " |")
+  return "\n".join(lines)
+
+
+def plot_summary(df: pd.DataFrame, path: str, cells_order: Iterable[str] | None = None) -> None:
+  """Grouped bars per suite: zero-shot vs post-MTF score of every cell, random baseline dashed."""
+  import matplotlib
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+
+  table = summary_table(df, cells_order)
+  rb = table.loc["random baseline"]
+  table = table.drop(index="random baseline")
+  suites = list(dict.fromkeys(c.rsplit(" ", 1)[0] for c in table.columns))
+  fig, axes = plt.subplots(1, len(suites), figsize=(max(6, 1.2 * len(table)) * len(suites), 4),
+                           squeeze=False)
+  width = 0.4
+  for ax, suite in zip(axes[0], suites):
+    xs = range(len(table))
+    for k, phase in enumerate(PHASE_LABELS.values()):
+      col = f"{suite} {phase}"
+      if col in table.columns:
+        ax.bar([x + (k - 0.5) * width for x in xs], table[col].fillna(0), width, label=phase)
+    base = rb.get(f"{suite} zero-shot", rb.get(f"{suite} post-MTF"))
+    if base is not None and not pd.isna(base):
+      ax.axhline(base, color="k", ls="--", lw=1, label="random")
+    ax.set_xticks(list(xs))
+    ax.set_xticklabels(table.index, rotation=30, ha="right")
+    ax.set_ylabel("mean of per-task median accuracy (%)")
+    ax.set_title(suite)
+    ax.legend()
+  fig.tight_layout()
+  fig.savefig(path, dpi=100)
+  plt.close(fig)
+
+
+def write_summary(df: pd.DataFrame, grid_dir: str, cells_order=None, notes: str = "") -> str:
+  """Writes summary.csv / summary.md / summary.png; returns the markdown table."""
+  table = summary_table(df, cells_order)
+  table.to_csv(os.path.join(grid_dir, SUMMARY_CSV))
+  md = to_markdown(table)
+  with open(os.path.join(grid_dir, SUMMARY_MD), "w", encoding="utf-8") as f:
+    f.write(md + "\n" + (f"\n{notes}\n" if notes else ""))
+  plot_summary(df, os.path.join(grid_dir, SUMMARY_PNG), cells_order)
+  return md
+
+
+def load_results_json(path: str) -> dict[str, Any]:
+  with open(path, encoding="utf-8") as f:
+    return json.load(f)

@@ -1,0 +1,13 @@
+"""Multitask finetuning (MTF) mixtures, registered on import: `embedded_mtf` and `t0_train`.
+
+See tasks.py for the task names and sampling, families.py for the embedded training families,
+t0_like.py for the local T0-cluster sets and p3.py for what `t0_train` needs on disk. The
+vocabularies are the corpora's (objectives.tasks.CorpusVocabulary: resolved from gin when a dataset
+is built, so registering here, before gin is parsed, is safe).
+"""
+
+from objectives import tasks as _corpus_tasks
+from objectives.multitask import tasks
+from objectives.multitask.tasks import EMBEDDED_MIXTURE, T0_MIXTURE, mtf_options
+
+tasks.register(_corpus_tasks.CorpusVocabulary("embedded"), _corpus_tasks.CorpusVocabulary("c4"))
