@@ -1,0 +1,92 @@
+"""Prefix LM: uniform split points, complementary pairs, and the features decoders and ED receive."""
+
+import gin
+import numpy as np
+import pytest
+import seqio
+
+import objectives
+from objectives import prefix_lm
+
+L = 16
+# Chi-square critical value for 14 degrees of freedom (15 split points) at alpha = 0.001.
+CHI2_14DOF_ALPHA_001 = 36.123
+
+
+@pytest.fixture()
+def clean_gin():
+  gin.clear_config()
+  yield
+  gin.clear_config()
+
+
+def _examples(n, paired, seed=0):
+  with gin.unlock_config():
+    gin.bind_parameter("objectives.prefix_lm.prefix_lm.paired", paired)
+  task = seqio.get_mixture_or_task("embedded_prefix_lm")
+  ds = task.get_dataset({"inputs": L, "targets": L}, split="train", shuffle=True, seed=seed)
+  return list(ds.take(n).as_numpy_iterator())
+
+
+def test_split_points_uniform_chi_square(clean_gin):
+  splits = [len(e["inputs"]) for e in _examples(3000, paired=False)
+            if len(e["inputs"]) + len(e["targets"]) == L]
+  assert len(splits) > 2900
+  counts = np.bincount(splits, minlength=L)
+  assert counts[0] == 0  # never an empty prefix
+  observed = counts[1:L]
+  expected = len(splits) / (L - 1)
+  chi2 = float(((observed - expected) ** 2 / expected).sum())
+  assert chi2 < CHI2_14DOF_ALPHA_001, (chi2, observed)
+  # And not degenerate: every split point in [1, L) occurs.
+  assert observed.min() > 0
+
+
+def test_pairs_are_complementary_and_marginally_uniform(clean_gin):
+  examples = _examples(1000, paired=True, seed=1)
+  firsts = []
+  for a, b in zip(examples[0::2], examples[1::2]):
+    if len(a["inputs"]) + len(a["targets"]) == L and len(b["inputs"]) + len(b["targets"]) == L:
+      assert len(a["inputs"]) + len(b["inputs"]) == L
+      firsts.append(len(a["inputs"]))
+  counts = np.bincount(firsts, minlength=L)[1:L]
+  expected = len(firsts) / (L - 1)
+  assert float(((counts - expected) ** 2 / expected).sum()) < CHI2_14DOF_ALPHA_001
+
+
+def _batch(converter, lengths, batch_size=4, seed=2):
+  it = objectives.get_dataset("embedded_prefix_lm", lengths, converter, batch_size, seed)
+  return next(it)
+
+
+def test_decoder_features_mark_prefix_and_weight_only_targets(clean_gin):
+  converter = seqio.DecoderFeatureConverter(loss_on_targets_only=True, pack=True)
+  b = _batch(converter, {"inputs": L, "targets": L})
+  assert b["decoder_target_tokens"].shape == (4, 2 * L)
+  for row in range(4):
+    seg = b["decoder_segment_ids"][row]
+    assert set(seg.tolist()) == {1, 2}  # exactly one pair per row, no padding
+    for s in (1, 2):
+      idx = np.flatnonzero(seg == s)
+      w = b["decoder_loss_weights"][row, idx]
+      causal = b["decoder_causal_attention"][row, idx]
+      n_inputs = int(causal.sum()) - 1  # the prefix plus one position are marked
+      assert 1 <= n_inputs < L
+      np.testing.assert_array_equal(w, (np.arange(len(idx)) >= n_inputs).astype(np.int32))
+      np.testing.assert_array_equal(causal, (np.arange(len(idx)) <= n_inputs).astype(np.int32))
+      np.testing.assert_array_equal(b["decoder_positions"][row, idx], np.arange(len(idx)))
+
+
+def test_encoder_decoder_rows_hold_one_full_pair(clean_gin):
+  b = _batch(seqio.EncDecFeatureConverter(pack=True), {"inputs": L, "targets": L})
+  assert b["encoder_input_tokens"].shape == (4, L) and b["decoder_target_tokens"].shape == (4, L)
+  assert (b["encoder_input_tokens"] > 0).all() and (b["decoder_target_tokens"] > 0).all()
+  np.testing.assert_array_equal(b["encoder_segment_ids"].max(1), 2)
+  np.testing.assert_array_equal(b["decoder_loss_weights"], 1)
+
+
+def test_lengths_that_would_truncate_raise():
+  with pytest.raises(ValueError, match=r"'inputs'\]=10 is too short for prefix LM"):
+    prefix_lm.chunk_length({"inputs": 10, "targets": 16})
+  with pytest.raises(ValueError, match="needs TASK_FEATURE_LENGTHS\\['inputs'\\]"):
+    prefix_lm.chunk_length({"targets": 16})
