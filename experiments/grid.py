@@ -96,8 +96,20 @@ RUNNERS: dict[str, Callable[[Sequence[str], Sequence[str]], dict]] = {
     "train": _train, "eval": _evaluate}
 
 
+def import_entry_modules() -> None:
+  """Registers the configurables that stage gin bindings may name (trainer, eval, tasks)."""
+  # pylint: disable=g-import-not-at-top,unused-import
+  from experiments import train
+  from eval import zero_shot  # noqa: F401
+  train.import_configurables()
+
+
 def preflight(stages: Sequence[Stage]) -> dict[str, str]:
-  """Parses every stage's gin before anything trains: {cell name: error} for broken cells."""
+  """Parses every stage's gin before anything trains: {cell name: error} for broken cells.
+
+  When every cell fails, the grid itself is wrong (a shared file or binding): GridError.
+  """
+  import_entry_modules()
   errors: dict[str, str] = {}
   for s in stages:
     if s.cell.name in errors:
@@ -107,6 +119,10 @@ def preflight(stages: Sequence[Stage]) -> dict[str, str]:
     except Exception as e:  # pylint: disable=broad-except
       errors[s.cell.name] = f"{s.id}: {e}"
   gin.clear_config()
+  cells = {s.cell.name for s in stages}
+  if errors and set(errors) == cells and len(set(errors.values())) == 1:
+    raise GridError(f"Every cell's gin fails the same way, so the grid definition is wrong: "
+                    f"{next(iter(errors.values()))}")
   return errors
 
 
@@ -235,15 +251,20 @@ def report(grid: Grid, grid_dir: str, outcome: dict[str, Any] | None = None) -> 
 
 
 def account(stage: Stage) -> dict[str, Any]:
-  """Params and training FLOPs per example of a training stage's model (no parameters built)."""
+  """Params and training FLOPs per example of a training stage's model (no parameters built).
+
+  The model is built without its vocabulary check (VOCAB_SIZE gives the embedding rows), so a
+  dry run works where the vocabulary file is not reachable (a laptop planning a pod run).
+  """
   from arch import accounting  # pylint: disable=g-import-not-at-top
-  gin_utils.parse_gin(stage.gin_files, list(stage.bindings) + ["experiments.grid.model_of.model "
-                                                                "= %MODEL"], finalize=False)
-  lengths = gin_utils.require_macro("TASK_FEATURE_LENGTHS")
-  model = model_of()
-  out = accounting.account(model, dict(lengths))
-  gin.clear_config()
-  return out
+  gin_utils.parse_gin(stage.gin_files, list(stage.bindings) + [
+      "experiments.grid.model_of.model = %MODEL", "arch.models.get_model.vocabulary = None"],
+                      finalize=False)
+  try:
+    lengths = gin_utils.require_macro("TASK_FEATURE_LENGTHS")
+    return accounting.account(model_of(), dict(lengths))
+  finally:
+    gin.clear_config()
 
 
 def dry_run(grid: Grid, grid_dir: str, log: Callable[[str], None] = print) -> list[dict]:

@@ -109,7 +109,7 @@ def cell_stages(grid: Grid, cell: Cell, grid_dir: str) -> list[Stage]:
         raise GridError(f"cell {cell.name!r}: 'eval' before any training stage.")
       for suite in grid.suites:
         out_dir = os.path.join(base, f"eval_{prev.id}", suite)
-        b = bindings + list(cell.bindings) + [
+        b = bindings + list(grid.eval_bindings) + list(cell.bindings) + [
             f"CHECKPOINT_PATH = {_q(prev.dir)}", f"EVAL_SUITE = {_q(suite)}",
             f"EVAL_OUTPUT_DIR = {_q(out_dir)}"]
         out.append(Stage(cell=cell, id=f"eval_{prev.id}.{suite}", kind="eval", dir=out_dir,

@@ -79,6 +79,7 @@ class Grid:
   eval_gin_files: tuple[str, ...] = ()
   local_data_dir: str | None = None
   mtf_bindings: tuple[str, ...] = ()
+  eval_bindings: tuple[str, ...] = ()
 
   def cell(self, name: str) -> Cell:
     return {c.name: c for c in self.cells}[name]
@@ -201,6 +202,7 @@ def grid_definition(
     eval_gin_files: Sequence[str] = (),
     local_data_dir: str | None = None,
     mtf_bindings: Sequence[str] = (),
+    eval_bindings: Sequence[str] = (),
 ) -> Grid:
   """Builds and validates a Grid from the bindings of a gin_configs/grids/ file."""
   prefix = "experiments.grid_spec.grid_definition"
@@ -240,7 +242,7 @@ def grid_definition(
                            for k, v in mtf_feature_lengths.items()},
       mtf_batch_size=_int(mtf_batch_size, f"{prefix}.mtf_batch_size"),
       suites=tuple(suites), eval_gin_files=tuple(eval_gin_files), local_data_dir=local_data_dir,
-      mtf_bindings=tuple(mtf_bindings))
+      mtf_bindings=tuple(mtf_bindings), eval_bindings=tuple(eval_bindings))
 
 
 def load(grid_files: Sequence[str], bindings: Sequence[str] = ()) -> tuple[Grid, str | None]:

@@ -1,10 +1,12 @@
 """seqio tasks and mixtures for multitask finetuning (MTF), registered on `import objectives.multitask`.
 
-- `embedded_mtf_<family>_<template>`: one task per prompt of each embedded family (families.py),
-  from the training plays; `t0like_<dataset>_<template>`: one per prompt of the local AG News / TREC
-  / SST-2 sets (t0_like.py), present when LOCAL_DATA_DIR holds them.
-- `embedded_mtf`: the mixture of all of these, T0's sampling rule (rate of a prompt = min(examples,
-  500,000) / prompts of its dataset); a local set that is absent gets rate 0 and is logged.
+- `embedded_mtf_<family>`: one task per embedded family (families.py), from the training plays;
+  `t0like_<dataset>`: one per local AG News / TREC / SST-2 set (t0_like.py), present when
+  mtf_options.local_data_dir holds them. Each task renders every example with every template of
+  its source (templates/*.yaml), so its prompts are equally frequent.
+- `embedded_mtf`: the mixture of all of these by T0's rule: a dataset's rate is its number of
+  examples capped at 500,000, shared by its templates (one task per template at rate min(n, cap) /
+  templates is the same distribution). A local set that is absent gets rate 0 and is logged.
 - `t0_train`: T0's training mixture from a local folder of P3 examples (p3.py documents the layout).
 
 Features: 'inputs' = the rendered prompt, 'targets' = the gold choice, both EOS-terminated, in the
@@ -16,6 +18,8 @@ from __future__ import annotations
 import functools
 import logging
 import pathlib
+import random
+import zlib
 
 import gin
 import seqio
@@ -32,10 +36,14 @@ _SPLITS = ("train", "validation")
 
 
 @gin.configurable(module="objectives.multitask")
-def mtf_options(local_data_dir=None, p3_dir=None, max_examples_per_family=None, seed=0):
-  """Data locations and sizes of the MTF tasks, read when a dataset is built (bind by gin)."""
+def mtf_options(local_data_dir=None, p3_dir=None, max_examples_per_dataset=None, seed=0):
+  """Data locations and sizes of the MTF tasks, read when a dataset is built (bind by gin).
+
+  max_examples_per_dataset keeps the first N examples (in a seeded order) of every embedded family
+  and local set: for smoke runs; None keeps all (T0's 500,000 cap still applies to the rates).
+  """
   return dict(local_data_dir=local_data_dir, p3_dir=p3_dir,
-              max_examples_per_family=max_examples_per_family, seed=seed)
+              max_examples_per_dataset=max_examples_per_dataset, seed=seed)
 
 
 @functools.lru_cache(maxsize=None)
@@ -50,17 +58,21 @@ def _family_examples(family: str, seed: int, max_examples: int | None) -> tuple[
 
 
 @functools.lru_cache(maxsize=None)
-def _local_examples(dataset: str, local_data_dir: str | None) -> tuple[dict, ...]:
+def _local_examples(dataset: str, seed: int, max_examples: int | None,
+                    local_data_dir: str | None) -> tuple[dict, ...]:
   if t0_like.path_of(dataset, local_data_dir) is None:
     return ()
-  return tuple(t0_like.load(dataset, local_data_dir))
+  exs = t0_like.load(dataset, local_data_dir)
+  random.Random(zlib.crc32(dataset.encode()) ^ seed).shuffle(exs)
+  return tuple(exs[:max_examples] if max_examples else exs)
 
 
 def _options_key(source: str) -> tuple:
   opts = mtf_options()
+  key = (opts["seed"], opts["max_examples_per_dataset"])
   if source in families.FAMILIES:
-    return (opts["seed"], opts["max_examples_per_family"])
-  return (None if opts["local_data_dir"] is None else str(opts["local_data_dir"]),)
+    return key
+  return key + (None if opts["local_data_dir"] is None else str(opts["local_data_dir"]),)
 
 
 def examples(source: str) -> tuple[dict, ...]:
@@ -71,40 +83,41 @@ def examples(source: str) -> tuple[dict, ...]:
 
 
 @functools.lru_cache(maxsize=None)
-def _render(source: str, template_name: str, key: tuple, split: str):
+def _render(source: str, key: tuple, split: str) -> tuple[list[str], list[str]]:
   del key  # Part of the cache key: the options the examples were built with.
-  template = {t.name: t for t in mtf_templates()[source]}[template_name]
   inputs, targets = [], []
+  temps = mtf_templates()[source]
   for i, ex in enumerate(examples(source)):
     if (i % _VALIDATION_EVERY == 0) != (split == "validation"):
       continue
-    prompt, choices, gold = template.render(ex)
-    inputs.append(prompt)
-    targets.append(choices[gold])
+    for template in temps:
+      prompt, choices, gold = template.render(ex)
+      inputs.append(prompt)
+      targets.append(choices[gold])
   return inputs, targets
 
 
-def rendered(source: str, template_name: str, split: str) -> tuple[list[str], list[str]]:
-  """(inputs, targets) strings of one prompt of one source for a split."""
-  return _render(source, template_name, _options_key(source), split)
+def rendered(source: str, split: str) -> tuple[list[str], list[str]]:
+  """(inputs, targets) strings of a source for a split: every example under every template."""
+  return _render(source, _options_key(source), split)
 
 
-def _dataset_fn(split, shuffle_files, seed=None, *, source, template):
+def _dataset_fn(split, shuffle_files, seed=None, *, source):
   del shuffle_files, seed  # In-memory, fixed order; the task's shuffle buffer shuffles.
-  inputs, targets = rendered(source, template, split)
+  inputs, targets = rendered(source, split)
   return tf.data.Dataset.from_tensor_slices(
       {"inputs": tf.constant(inputs, tf.string, shape=[len(inputs)]),
        "targets": tf.constant(targets, tf.string, shape=[len(targets)])})
 
 
-def _rate(source: str, num_templates: int, first: bool):
+def _rate(source: str):
   def rate(task: seqio.Task) -> float:
     del task
     n = len(examples(source))
-    if n == 0 and first:
+    if n == 0:
       logging.warning("MTF: %s is absent (objectives.multitask.mtf_options.local_data_dir = %r); "
                       "it gets rate 0.", source, mtf_options()["local_data_dir"])
-    return min(n, p3.MAX_EXAMPLES_PER_DATASET) / num_templates
+    return float(min(n, p3.MAX_EXAMPLES_PER_DATASET))
   return rate
 
 
@@ -125,26 +138,27 @@ def _output_features(vocabulary: seqio.Vocabulary) -> dict[str, seqio.Feature]:
 _PREPROCESSORS = (seqio.preprocessors.tokenize, seqio.preprocessors.append_eos_after_trim)
 
 
-def task_names(source: str) -> list[str]:
-  """The seqio task names of one family or local dataset, one per template."""
-  prefix = EMBEDDED_MIXTURE if source in families.FAMILIES else "t0like"
-  return [f"{prefix}_{source}_{t.name}" for t in mtf_templates()[source]]
+def task_name(source: str) -> str:
+  """The seqio task of one family or local dataset."""
+  return f"{EMBEDDED_MIXTURE}_{source}" if source in families.FAMILIES else f"t0like_{source}"
+
+
+def sources() -> list[str]:
+  return list(families.FAMILIES) + list(t0_like.DATASETS)
 
 
 def register(embedded_vocabulary: seqio.Vocabulary, t0_vocabulary: seqio.Vocabulary | None):
   """Registers every MTF task and the two mixtures (idempotent)."""
   members = []
-  for source in list(families.FAMILIES) + list(t0_like.DATASETS):
-    temps = mtf_templates()[source]
-    for k, (template, name) in enumerate(zip(temps, task_names(source))):
-      seqio.TaskRegistry.remove(name)
-      seqio.TaskRegistry.add(
-          name,
-          source=seqio.FunctionDataSource(
-              functools.partial(_dataset_fn, source=source, template=template.name), _SPLITS),
-          preprocessors=list(_PREPROCESSORS),
-          output_features=_output_features(embedded_vocabulary))
-      members.append((name, _rate(source, len(temps), first=k == 0)))
+  for source in sources():
+    name = task_name(source)
+    seqio.TaskRegistry.remove(name)
+    seqio.TaskRegistry.add(
+        name,
+        source=seqio.FunctionDataSource(functools.partial(_dataset_fn, source=source), _SPLITS),
+        preprocessors=list(_PREPROCESSORS),
+        output_features=_output_features(embedded_vocabulary))
+    members.append((name, _rate(source)))
   seqio.MixtureRegistry.remove(EMBEDDED_MIXTURE)
   seqio.MixtureRegistry.add(EMBEDDED_MIXTURE, members)
   if t0_vocabulary is not None:
