@@ -106,9 +106,10 @@ def read_utf8(path: str) -> str:
 
 
 @functools.lru_cache(maxsize=8)
-def _read_text_corpus(files: tuple[str, ...], per: str, binding: str) -> tuple[str, ...]:
+def _read_text_corpus(files: tuple, per: str, binding: str) -> tuple[str, ...]:
+  """Documents of (path, mtime, size) files; the stat in the key drops edited files from the cache."""
   docs: list[str] = []
-  for path in files:
+  for path, _, _ in files:
     text = read_utf8(path)
     if per == "file":
       docs.append(text.strip())
@@ -116,7 +117,8 @@ def _read_text_corpus(files: tuple[str, ...], per: str, binding: str) -> tuple[s
       docs.extend(line.strip() for line in text.splitlines())
   docs = [d for d in docs if d]
   if not docs:
-    raise CorpusError(f"{binding}: the text corpus is empty (files {list(files)} hold no text).")
+    names = [f[0] for f in files]
+    raise CorpusError(f"{binding}: the text corpus is empty (files {names} hold no text).")
   return tuple(docs)
 
 
@@ -130,7 +132,8 @@ def text_documents(split: str) -> tuple[str, ...]:
   files = _expand(settings[split], binding)
   if not files:
     raise CorpusError(f"{binding}: the text corpus is empty (no files).")
-  return _read_text_corpus(tuple(files), settings["per"], binding)
+  stats = tuple((f, os.stat(f).st_mtime_ns, os.stat(f).st_size) for f in files)
+  return _read_text_corpus(stats, settings["per"], binding)
 
 
 def _text_dataset_fn(split: str, shuffle_files: bool, seed: Optional[int] = None):
