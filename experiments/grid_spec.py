@@ -252,7 +252,8 @@ def load(grid_files: Sequence[str], bindings: Sequence[str] = ()) -> tuple[Grid,
     grid = grid_definition()
   except GridError:
     raise
-  except (TypeError, ValueError) as e:  # gin.REQUIRED left unbound and similar.
-    raise GridError(f"{', '.join(grid_files)}: {e}") from e
+  except (TypeError, ValueError, RuntimeError) as e:  # gin.REQUIRED left unbound and similar.
+    raise GridError(f"{', '.join(grid_files)}: {e} (bind them as "
+                    f"experiments.grid_spec.grid_definition.<name> = ...).") from e
   grid_dir = gin_utils.query_macro("GRID_DIR")
   return grid, grid_dir

@@ -1,0 +1,142 @@
+"""Grid definition, stage plan, launch commands, fingerprint and dry run: no training here."""
+
+import json
+import shlex
+
+import gin
+import pytest
+
+from experiments import gin_utils, grid, grid_plan, grid_spec
+from experiments.grid_spec import GridError
+
+_LENGTHS = {"full_lm": {"targets": 32}, "prefix_lm": {"inputs": 32, "targets": 32},
+            "span_corruption": {"inputs": 32, "targets": 8}, "ul2": {"inputs": 32, "targets": 31}}
+
+
+def _grid(cells, **kw):
+  args = dict(name="t", cells=cells, gin_files=["gin_configs/sizes/tiny.gin"], batch_size=2,
+              pretrain_steps=10, mtf_steps=4, feature_lengths=_LENGTHS,
+              mtf_feature_lengths={"inputs": 16, "targets": 8}, mtf_batch_size=2)
+  args.update(kw)
+  return grid_spec.grid_definition(**args)
+
+
+CD_FLM = {"name": "CD:FLM", "arch": "causal_decoder", "objective": "full_lm"}
+
+
+@pytest.mark.parametrize("cell, match", [
+    ({"name": "X", "arch": "rnn", "objective": "full_lm"}, r"unknown arch 'rnn'.*causal_decoder"),
+    ({"name": "X", "arch": "causal_decoder", "objective": "mlm"}, r"unknown objective 'mlm'"),
+    ({"name": "X", "arch": "causal_decoder", "objective": "full_lm",
+      "stages": ["pretrain", "evaluate"]}, r"unknown stage\(s\) \['evaluate'\]"),
+    ({"name": "X", "arch": "causal_decoder", "objective": "full_lm",
+      "stages": ["eval", "pretrain"]}, r"must start with 'pretrain'"),
+    ({"name": "X", "arch": "causal_decoder", "objective": "full_lm",
+      "stages": ["pretrain", "eval", "eval"]}, r"two 'eval' stages"),
+    ({"name": "X", "arch": "encoder_decoder", "objective": "full_lm"}, r"undefined for the enc"),
+    ({"name": "X", "arch": "causal_decoder", "objective": "full_lm", "sauce": 1},
+     r"unknown key\(s\) \['sauce'\]"),
+    ({"name": "X", "arch": "non_causal_decoder", "objective": "span_corruption",
+      "source": "CD:FLM"}, r"needs 'steps'"),
+    ({"name": "X", "arch": "non_causal_decoder", "objective": "span_corruption",
+      "source": "CD:GONE", "steps": 3}, r"source cell 'CD:GONE', which is not in the grid"),
+])
+def test_bad_cells_fail_before_any_training(cell, match):
+  with pytest.raises(GridError, match=match):
+    _grid([CD_FLM, cell])
+
+
+def test_bad_grid_settings():
+  with pytest.raises(GridError, match="unique"):
+    _grid([CD_FLM, dict(CD_FLM)])
+  with pytest.raises(GridError, match=r"no entry for objective 'prefix_lm'"):
+    _grid([{"name": "ND:PLM", "arch": "non_causal_decoder", "objective": "prefix_lm"}],
+          feature_lengths={"full_lm": {"targets": 8}})
+  with pytest.raises(GridError, match=r"pretrain_steps must be a positive integer"):
+    _grid([CD_FLM], pretrain_steps=0)
+  with pytest.raises(GridError, match=r"batch_size\['full_lm'\]"):
+    _grid([CD_FLM], batch_size={"prefix_lm": 4})
+
+
+def test_plan_chains_absolute_steps_and_checkpoints(tmp_path):
+  g = _grid([{"name": "CD:FLM->ND:MLM", "arch": "non_causal_decoder",
+              "objective": "span_corruption", "source": "CD:FLM", "steps": 5}, CD_FLM],
+            suites=["embedded", "blimp"], local_data_dir="data")
+  assert [c.name for c in g.cells] == ["CD:FLM", "CD:FLM->ND:MLM"]  # sources first
+  stages = {s.key: s for s in grid_plan.plan(g, str(tmp_path))}
+  b = lambda key: dict(x.split(" = ", 1) for x in stages[key].bindings)
+  assert stages["CD:FLM/pretrain"].end_step == 10
+  assert stages["CD:FLM/mtf"].end_step == 14
+  adapt = stages["CD:FLM->ND:MLM/adapt"]
+  assert adapt.end_step == 15 and adapt.depends_on == ("CD:FLM/pretrain",)
+  assert b(adapt.key)["INITIAL_CHECKPOINT_PATH"] == repr(stages["CD:FLM/pretrain"].dir)
+  assert "gin_configs/runs/adapt.gin" in adapt.gin_files
+  assert stages["CD:FLM->ND:MLM/mtf"].end_step == 19
+  assert b("CD:FLM/mtf")["MIXTURE_OR_TASK_NAME"] == "'embedded_mtf'"
+  assert "objectives.multitask.mtf_options.local_data_dir" in b("CD:FLM/mtf")
+  assert "objectives.multitask.mtf_options.local_data_dir" not in b("CD:FLM/pretrain")
+  assert b("CD:FLM/pretrain")["TASK_FEATURE_LENGTHS"] == "{'targets': 32}"
+  ev = stages["CD:FLM->ND:MLM/eval_mtf.blimp"]
+  assert b(ev.key)["CHECKPOINT_PATH"] == repr(stages["CD:FLM->ND:MLM/mtf"].dir)
+  assert ev.phase == "post_mtf" and stages["CD:FLM/eval_pretrain.embedded"].phase == "zero_shot"
+  assert len(stages) == 2 * (2 + 2 * 2)
+
+
+def test_print_commands_round_trip_to_the_same_gin(tmp_path):
+  g = _grid([CD_FLM], bindings=["experiments.train.train.log_period = 5"])
+  stages = grid_plan.plan(g, str(tmp_path / "my grid"))
+  text = grid_plan.print_commands(stages)
+  commands = [line.split("  # after")[0] for line in text.splitlines()
+              if not line.startswith("#")]
+  assert len(commands) == len(stages)
+  for s, cmd in zip(stages, commands):
+    argv = shlex.split(cmd)
+    assert argv[:3] == ["python", "-m", grid_plan.ENTRY[s.kind]]
+    files, bindings, rest = gin_utils.parse_gin_flags(argv[3:])
+    assert not rest and files == list(s.gin_files) and bindings == list(s.bindings)
+
+
+def test_grid_dir_of_another_definition_is_refused(tmp_path):
+  g = _grid([CD_FLM])
+  grid.check_grid_dir(g, str(tmp_path))
+  grid.check_grid_dir(g, str(tmp_path))  # the same definition: fine
+  assert json.loads((tmp_path / grid.GRID_JSON).read_text())["fingerprint"] == g.fingerprint()
+  with pytest.raises(GridError, match=r"different grid definition.*pretrain_steps"):
+    grid.check_grid_dir(_grid([CD_FLM], pretrain_steps=11), str(tmp_path))
+
+
+def test_cli_errors_before_training(tmp_path, capsys):
+  bad = tmp_path / "bad.gin"
+  bad.write_text((gin_utils.REPO_ROOT / "gin_configs/grids/embedded_smoke.gin").read_text()
+                 .replace("'arch': 'encoder_decoder', 'objective': 'span_corruption'}",
+                          "'arch': 'transformer_xl', 'objective': 'span_corruption'}", 1))
+  out = tmp_path / "out"
+  assert grid.main([f"--gin_file={bad}", f"--gin.GRID_DIR='{out}'"]) == 2
+  assert "unknown arch 'transformer_xl'" in capsys.readouterr().err
+  assert not out.exists()
+  missing = tmp_path / "missing.gin"
+  missing.write_text("import experiments.grid_spec\n"
+                     "experiments.grid_spec.grid_definition.name = 'x'\n")
+  assert grid.main([f"--gin_file={missing}", f"--gin.GRID_DIR='{out}'"]) == 2
+  assert "cells" in capsys.readouterr().err
+  gin.clear_config()
+
+
+@pytest.mark.slow
+def test_dry_run_of_wang2022_gives_the_paper_numbers(capsys):
+  g, grid_dir = grid_spec.load(["gin_configs/grids/wang2022.gin"])
+  rows = {r["cell"]: r for r in grid.dry_run(g, grid_dir)}
+  assert not [r for r in rows.values() if "error" in r]
+  for name in ("CD:FLM", "CD:MLM", "ND:PLM", "ND:MLM", "ED:PLM", "ED:MLM"):
+    r = rows[name]
+    assert r["params"] == (11_003_736_064 if name.startswith("ED") else 4_762_357_760), name
+    assert r["pretrain_tokens"] == 168_040_595_456, name
+    assert r["pretrain_end_step"] == 131_072 and r["mtf_end_step"] == 141_072
+    assert r["mtf_tokens"] == 10_000 * 1024 * 1280
+    assert r["train_flops"] > 1e21
+  adapt = rows["CD:FLM->ND:MLM"]
+  assert adapt["adapt_end_step"] == 171_008 and adapt["mtf_end_step"] == 181_008
+  assert adapt["adapt_tokens"] == 39_936 * 2048 * 626
+  printed = capsys.readouterr().out
+  assert "4,762,357,760" in printed and "168,040,595,456" in printed
+  gin.clear_config()
