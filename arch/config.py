@@ -45,10 +45,12 @@ class TransformerConfig:
   position_scheme: str = "relative"
   relative_num_buckets: int = 32
   relative_max_distance: int = 128
-  # How ND buckets relative positions when a prefix is present: 'bidirectional' (forward and
-  # backward distances get separate buckets, as a T5 encoder) or 'causal' (one-sided buckets, as
-  # the t5x decoder-only code: keys ahead of the query inside the prefix share bucket 0).
-  prefix_bucketing: str = "bidirectional"
+  # How ND buckets relative positions when a prefix is present. 'causal' (default) is the paper's
+  # t5x decoder-only code: one-sided buckets, so keys ahead of the query inside the prefix share
+  # bucket 0; ND with an empty prefix then equals CD exactly and CD checkpoints adapt to ND with
+  # unchanged bias semantics. 'bidirectional' gives forward and backward distances separate
+  # buckets over the whole sequence, as a T5 encoder, whenever decoder_causal_attention is fed.
+  prefix_bucketing: str = "causal"
   rotary_max_wavelength: float = 10_000.0
   dropout_rate: float = 0.0
   tie_embeddings: bool = True

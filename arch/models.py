@@ -66,8 +66,10 @@ class BaseModel:
 
   def get_initial_variables(self, rng, input_shapes: Mapping[str, tuple]) -> dict:
     """{'params': float32 arrays}, logical-axis boxes removed (see `param_logical_axes`)."""
-    variables = self._init(rng, input_shapes)
-    return {"params": nn.unbox(variables["params"])}
+    shapes = {k: tuple(v) for k, v in input_shapes.items()}
+    # Jitted: eager initialisation dispatches hundreds of tiny ops one by one (slow on CPU).
+    init = jax.jit(lambda r: {"params": nn.unbox(self._init(r, shapes)["params"])})
+    return init(rng)
 
   def param_logical_axes(self, input_shapes: Mapping[str, tuple]):
     """A PartitionSpec of logical axis names per parameter, same tree as the params."""

@@ -90,3 +90,30 @@ def run_stack(config: TransformerConfig, num_layers: int, x_BxLxD, *args,
   for i in range(num_layers):
     x_BxLxD = layer_cls(**attrs, name=f"{name}_{i}")(x_BxLxD, *call_args)
   return x_BxLxD
+
+
+def _is_layer_key(key: str, name: str) -> bool:
+  return key.startswith(name + "_") and key[len(name) + 1:].isdigit()
+
+
+def unrolled_to_scanned(params, name: str = "layers"):
+  """Converts a checkpoint's `layers_0..N-1` subtrees into one `layers` subtree stacked on axis 0."""
+  if not isinstance(params, dict):
+    return params
+  keys = sorted((k for k in params if _is_layer_key(k, name)), key=lambda k: int(k.split("_")[-1]))
+  out = {k: unrolled_to_scanned(v, name) for k, v in params.items() if k not in keys}
+  if keys:
+    out[name] = jax.tree_util.tree_map(lambda *xs: jax.numpy.stack(xs), *[params[k] for k in keys])
+  return out
+
+
+def scanned_to_unrolled(params, name: str = "layers"):
+  """The inverse of `unrolled_to_scanned`."""
+  if not isinstance(params, dict):
+    return params
+  out = {k: scanned_to_unrolled(v, name) for k, v in params.items() if k != name}
+  if name in params:
+    n = jax.tree_util.tree_leaves(params[name])[0].shape[0]
+    for i in range(n):
+      out[f"{name}_{i}"] = jax.tree_util.tree_map(lambda x, i=i: x[i], params[name])
+  return out
