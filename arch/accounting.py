@@ -138,7 +138,11 @@ def main(argv: list[str]) -> int:
   except gin_utils.GinConfigError as e:
     print(f"error: {e}", file=sys.stderr)
     return 2
-  result = account_from_gin()
+  try:
+    result = account_from_gin()
+  except ValueError as e:  # bad sizes / names: the message names the gin binding to fix
+    print(f"error: {e}", file=sys.stderr)
+    return 2
   if "--json" in rest:
     print(json.dumps(result, indent=2))
   else:

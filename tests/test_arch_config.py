@@ -1,0 +1,72 @@
+"""Bad configurations fail at construction, naming the gin binding and the values allowed."""
+
+import gin
+import pytest
+import seqio
+
+from arch import config as config_lib
+from arch import models
+from arch import testing
+from experiments import gin_utils
+
+
+def _build(*bindings, files=("gin_configs/arch/causal_decoder.gin", "gin_configs/sizes/tiny.gin")):
+  gin_utils.parse_gin(list(files), list(bindings))
+  try:
+    return gin.query_parameter("%MODEL").scoped_configurable_fn()
+  finally:
+    gin.clear_config()
+
+
+@pytest.mark.parametrize("binding,needles", [
+    ("arch.config.TransformerConfig.num_heads = 5",
+     ["TransformerConfig.num_heads", "emb_dim = 32"]),
+    ("arch.config.TransformerConfig.activations = 'swishglu'",
+     ["TransformerConfig.activations", "'swishglu'", "'geglu'", "'swiglu'", "'relu'"]),
+    ("arch.config.TransformerConfig.position_scheme = 'sinusoid'",
+     ["TransformerConfig.position_scheme", "'relative'", "'rotary'", "'alibi'"]),
+    ("arch.config.TransformerConfig.remat_policy = 'everything'",
+     ["TransformerConfig.remat_policy", "'dots'"]),
+    ("arch.models.get_model.name = 'prefix_decoder'",
+     ["get_model.name", "'causal_decoder'", "'non_causal_decoder'", "'encoder_decoder'"]),
+    ("VOCAB_SIZE = 0", ["TransformerConfig.vocab_size", "positive integer"]),
+])
+def test_bad_gin_value_is_named(binding, needles):
+  with pytest.raises(ValueError) as err:
+    _build(binding)
+  for needle in needles:
+    assert needle in str(err.value), (needle, str(err.value))
+
+
+def test_vocabulary_larger_than_vocab_size_is_rejected():
+  # 300 ids of which the top 100 are sentinels; the model only has 200 rows in use.
+  vocab = seqio.PassThroughVocabulary(size=300, eos_id=1)
+  with pytest.raises(ValueError, match=r"vocab_size = 200 .* 300 ids.*VOCAB_SIZE >= 300"):
+    models.get_model("encoder_decoder", testing.tiny_config(vocab_size=200), vocabulary=vocab)
+  ok = models.get_model("encoder_decoder", testing.tiny_config(vocab_size=300), vocabulary=vocab)
+  assert ok.config.padded_vocab_size == 384
+
+
+@gin.configurable("arch_test_vocabulary")
+def _vocabulary(size=gin.REQUIRED):
+  return seqio.PassThroughVocabulary(size=size, eos_id=1)
+
+
+def test_vocabulary_check_through_gin():
+  with pytest.raises(ValueError, match="TransformerConfig.vocab_size = 32128"):
+    _build("VOCABULARY = @arch_test_vocabulary()", "arch_test_vocabulary.size = 40000")
+  assert _build("VOCABULARY = @arch_test_vocabulary()", "arch_test_vocabulary.size = 32000")
+
+
+def test_padded_vocab_rows_and_defaults_match_the_paper():
+  cfg = config_lib.TransformerConfig()
+  assert cfg.vocab_size == 32128 and cfg.padded_vocab_size == 32128
+  assert cfg.relative_num_buckets == 32 and cfg.relative_max_distance == 128
+  assert cfg.activations == "geglu" and cfg.tie_embeddings and cfg.z_loss == 1e-4
+  assert config_lib.TransformerConfig(vocab_size=32100).padded_vocab_size == 32128
+  assert config_lib.TransformerConfig(vocab_size=129).padded_vocab_size == 256
+
+
+def test_decoder_only_model_rejects_unknown_attention():
+  with pytest.raises(ValueError, match="'causal', 'prefix'"):
+    models.DecoderOnlyModel(testing.tiny_config(), attention="bidirectional")
