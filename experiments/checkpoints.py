@@ -118,13 +118,16 @@ def _saved_tree(item_dir: pathlib.Path) -> Any:
   return getattr(md, "tree", md)
 
 
-def check_compatible(step_dir: pathlib.Path, abstract_params: Any, what: str = "params") -> None:
+def check_compatible(step_dir: pathlib.Path, abstract_params: Any,
+                     description: str | None = None) -> None:
   """Raises CheckpointError naming what differs between a checkpoint's params and the model's."""
-  diffs = tree_differences(_saved_tree(step_dir / what), abstract_params)
+  diffs = tree_differences(_saved_tree(step_dir / "params"), abstract_params)
   if diffs:
     meta = read_meta(step_dir)
     written_by = meta.get("model")
     hint = f"\nThe checkpoint was written by: {written_by}" if written_by else ""
+    if description:
+      hint += f"\nThe configured model: {description}"
     raise CheckpointError(
         f"Checkpoint {step_dir} does not fit the configured model (a different architecture or "
         f"size?):\n  - " + "\n  - ".join(diffs) + hint)
@@ -143,10 +146,14 @@ def _with_sharding(abstract: Any) -> Any:
   return jax.tree_util.tree_map(fill, abstract)
 
 
-def restore_params(checkpoint_path: str | pathlib.Path, abstract_params: Any) -> Any:
-  """Parameters of the latest (or the given) step, shaped and sharded like `abstract_params`."""
+def restore_params(checkpoint_path: str | pathlib.Path, abstract_params: Any,
+                   description: str | None = None) -> Any:
+  """Parameters of the latest (or the given) step, shaped and sharded like `abstract_params`.
+
+  `description` (e.g. the model's name and sizes) is added to the error when the shapes differ.
+  """
   step_dir = resolve_step_dir(checkpoint_path)
-  check_compatible(step_dir, abstract_params)
+  check_compatible(step_dir, abstract_params, description)
   restored = ocp.StandardCheckpointer().restore(step_dir / "params", _with_sharding(abstract_params))
   return _restructure(restored, abstract_params)
 
@@ -193,10 +200,11 @@ class Checkpointer:
             meta=ocp.args.JsonSave(meta)),
         force=True)
 
-  def restore(self, step: int, abstract_params: Any, abstract_train_state: Any):
+  def restore(self, step: int, abstract_params: Any, abstract_train_state: Any,
+              description: str | None = None):
     """(params, train_state, meta) of `step`, checked against the requested shapes first."""
     step_dir = self.directory / str(step)
-    check_compatible(step_dir, abstract_params)
+    check_compatible(step_dir, abstract_params, description)
     diffs = tree_differences(_saved_tree(step_dir / "train_state"), abstract_train_state)
     if diffs:
       raise CheckpointError(

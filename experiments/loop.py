@@ -73,7 +73,8 @@ def train(
                                        async_save=async_checkpointing)
   try:
     state, position, resumed = _initial_state(
-        builder, checkpointer, initial_checkpoint_path, random_seed, train_steps)
+        builder, checkpointer, initial_checkpoint_path, random_seed, train_steps,
+        run_config.describe_model(model))
     resumed_step = checkpointer.latest_step() if resumed else None
     start_step = int(jax.device_get(state.step))
     if start_step >= train_steps:
@@ -109,7 +110,8 @@ def train(
   return {"model_dir": str(model_dir), "final_step": train_steps, "metrics": last}
 
 
-def _initial_state(builder, checkpointer, initial_checkpoint_path, seed, train_steps):
+def _initial_state(builder, checkpointer, initial_checkpoint_path, seed, train_steps,
+                   description):
   """(state, data position, resumed?) from MODEL_DIR's latest step, an initial checkpoint or init."""
   latest = checkpointer.latest_step()
   abstract_train_state = {
@@ -117,7 +119,7 @@ def _initial_state(builder, checkpointer, initial_checkpoint_path, seed, train_s
       "opt_state": builder.abstract_state.opt_state}
   if latest is not None:
     params, rest, meta = checkpointer.restore(latest, builder.abstract_state.params,
-                                              abstract_train_state)
+                                              abstract_train_state, description)
     state = trainer_lib.TrainState(step=rest["step"], params=params, opt_state=rest["opt_state"],
                                    rng=rest["rng"])
     logging.info("Resumed from %s/%d (data position %s).", checkpointer.directory, latest,
@@ -130,7 +132,7 @@ def _initial_state(builder, checkpointer, initial_checkpoint_path, seed, train_s
       raise ValueError(
           f"TRAIN_STEPS = {train_steps} is absolute and must exceed the step of "
           f"INITIAL_CHECKPOINT_PATH ({start}); e.g. {start} + the steps to train.")
-    params = ckpt_lib.restore_params(step_dir, builder.abstract_state.params)
+    params = ckpt_lib.restore_params(step_dir, builder.abstract_state.params, description)
     logging.info("Initialised parameters from %s (step %d); fresh optimizer state.", step_dir,
                  start)
     return builder.make_state(params, start, seed), 0, False
@@ -234,9 +236,18 @@ def run(gin_files: Sequence[str], gin_bindings: Sequence[str] = ()) -> dict:
   """Parses gin afresh and trains in-process (the grid's entry point); returns train()'s summary."""
   distributed.maybe_initialize()
   import_configurables()
-  gin_utils.parse_gin(gin_files, gin_bindings)
-  run_config.check_required_macros(REQUIRED_MACROS)
+  parse_and_check(gin_files, gin_bindings)
   return train()
+
+
+def parse_and_check(gin_files: Sequence[str], gin_bindings: Sequence[str]) -> None:
+  """Parses gin afresh, names any required macro left unset, then finalizes the config."""
+  gin_utils.parse_gin(gin_files, gin_bindings, finalize=False)
+  run_config.check_required_macros(REQUIRED_MACROS)
+  try:
+    gin.finalize()
+  except ValueError as e:  # e.g. a %gin.REQUIRED binding outside train()
+    raise run_config.ConfigError(str(e)) from e
 
 
 def import_configurables() -> None:
@@ -248,17 +259,22 @@ def import_configurables() -> None:
 
 
 def main(argv: Sequence[str]) -> int:
-  if argv:
-    print(f"error: unexpected arguments {list(argv)}", file=sys.stderr)
-    return 2
+  """`python -m experiments.train` after flag parsing: 0 done, 1 non-finite, 2 bad config."""
   try:
-    run_config.check_required_macros(REQUIRED_MACROS)
+    files, bindings, rest = gin_utils.parse_gin_flags(argv)
+    if rest:
+      raise run_config.ConfigError(f"unexpected arguments {rest}")
+    parse_and_check(files, bindings)
     summary = train()
   except NonFiniteError as e:
     logging.error("%s", e)
     print(f"error: {e}", file=sys.stderr)
     return 1
   except (run_config.ConfigError, ckpt_lib.CheckpointError, gin_utils.GinConfigError) as e:
+    print(f"error: {e}", file=sys.stderr)
+    return 2
+  except ValueError as e:  # raised by configurables (model, task) while gin builds them
+    logging.debug("Configuration error", exc_info=True)
     print(f"error: {e}", file=sys.stderr)
     return 2
   logging.info("Done: %s", summary)

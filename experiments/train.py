@@ -14,9 +14,9 @@ checkpoint, when the loss or the gradients stop being finite.
 from __future__ import annotations
 
 import logging
+import sys
 
 from experiments import distributed
-from experiments import gin_utils
 from experiments.loop import REQUIRED_MACROS, NonFiniteError, import_configurables, main, run, train  # noqa: F401
 
 if __name__ == "__main__":
@@ -26,4 +26,7 @@ if __name__ == "__main__":
   logging.getLogger("absl").setLevel(logging.WARNING)  # orbax and seqio are chatty at INFO
   distributed.maybe_initialize()
   import_configurables()  # gin files name these configurables: register them before parsing
-  gin_utils.run(main)
+  if any(a in ("-h", "--help") for a in sys.argv[1:]):
+    print(__doc__)
+    sys.exit(0)
+  sys.exit(main(sys.argv[1:]))
