@@ -130,11 +130,19 @@ def plot_summary(df: pd.DataFrame, path: str, cells_order: Iterable[str] | None 
   plt.close(fig)
 
 
+def examples_note(df: pd.DataFrame) -> str:
+  """'n' of every task (examples per prompt), for the reader to judge noise."""
+  n = df.groupby(["suite", "task"], sort=False)["n"].agg(["min", "max"])
+  parts = [f"{task} {lo}" if lo == hi else f"{task} {lo}-{hi}" for (_, task), (lo, hi)
+           in zip(n.index, n.itertuples(index=False))]
+  return "Examples per prompt (n): " + ", ".join(parts) + "."
+
+
 def write_summary(df: pd.DataFrame, grid_dir: str, cells_order=None, notes: str = "") -> str:
-  """Writes summary.csv / summary.md / summary.png; returns the markdown table."""
+  """Writes summary.csv / summary.md / summary.png; returns the markdown table and n per task."""
   table = summary_table(df, cells_order)
   table.to_csv(os.path.join(grid_dir, SUMMARY_CSV))
-  md = to_markdown(table)
+  md = to_markdown(table) + "\n\n" + examples_note(df)
   with open(os.path.join(grid_dir, SUMMARY_MD), "w", encoding="utf-8") as f:
     f.write(md + "\n" + (f"\n{notes}\n" if notes else ""))
   plot_summary(df, os.path.join(grid_dir, SUMMARY_PNG), cells_order)

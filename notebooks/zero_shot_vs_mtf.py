@@ -1,0 +1,128 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # Zero-shot vs multitask-finetuned: which architecture and objective generalize best?
+#
+# Reads the output folder of a grid run (`python -m experiments.grid --gin_file=gin_configs/grids/<grid>.gin
+# --gin.GRID_DIR=...`) and shows the comparison of Wang et al. (ICML 2022): each cell's score right
+# after pretraining (zero-shot) and after multitask finetuning (post-MTF).
+#
+# Scores follow T0's protocol: per task, the median accuracy over its prompts; per suite, the mean of
+# those medians. Every number comes from `results.csv`; `n` is the number of examples behind each
+# prompt's accuracy, and error bars are binomial standard errors sqrt(p(1-p)/n) of the median prompt.
+#
+# Set the environment variable `GRID_DIR` (default `runs/embedded_smoke`, the output of `make demo`).
+# On the embedded smoke grid the models are tiny and briefly trained: read it as a check of the
+# plumbing, not as a replication of the paper's numbers.
+
+# %%
+import json
+import os
+import pathlib
+import sys
+
+import matplotlib.pyplot as plt
+import pandas as pd
+
+REPO_ROOT = next(p for p in [pathlib.Path.cwd(), *pathlib.Path.cwd().parents]
+                 if (p / "experiments").is_dir())
+sys.path.insert(0, str(REPO_ROOT))
+from experiments import results  # noqa: E402
+
+GRID_DIR = pathlib.Path(os.environ.get("GRID_DIR", "runs/embedded_smoke"))
+if not GRID_DIR.is_absolute():
+  GRID_DIR = REPO_ROOT / GRID_DIR
+definition = json.loads((GRID_DIR / "grid.json").read_text())["definition"]
+cells = [c["name"] for c in definition["cells"]]
+df = results.read_csv(str(GRID_DIR))
+print(f"grid {definition['name']!r}: {len(cells)} cells, {len(df)} rows "
+      f"(cell x stage x suite x task x prompt)")
+
+# %% [markdown]
+# ## Stage status
+# Finished, failed and blocked stages as the grid recorded them (`status.json`).
+
+# %%
+status_path = GRID_DIR / "status.json"
+status = json.loads(status_path.read_text()) if status_path.exists() else {}
+status_table = pd.DataFrame(
+    [{"cell": k.split("/")[0], "stage": k.split("/", 1)[1], "status": v["status"],
+      "error": (v.get("error") or "")[:120]} for k, v in status.items()])
+status_table
+
+# %% [markdown]
+# ## The paper's table
+# Rows: cells; columns: each suite zero-shot and post-MTF (mean over tasks of the median over
+# prompts, in %). The last row is the mean random baseline of the suite's tasks.
+
+# %%
+table = results.summary_table(df, cells)
+table
+
+# %% [markdown]
+# ## Zero-shot vs post-MTF, per architecture and objective
+# Left: one point per cell (above the diagonal: MTF helped). Right: the same scores grouped by
+# architecture, one bar per objective.
+
+# %%
+scores = results.suite_scores(df)
+scores["score"] *= 100
+for suite in scores["suite"].unique():
+  s = scores[scores["suite"] == suite].pivot_table(index=["cell", "arch", "objective"],
+                                                    columns="phase", values="score").reset_index()
+  fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, 4.5))
+  if {"zero_shot", "post_mtf"} <= set(s.columns):
+    ax1.scatter(s["zero_shot"], s["post_mtf"])
+    for _, r in s.iterrows():
+      ax1.annotate(r["cell"], (r["zero_shot"], r["post_mtf"]), fontsize=8)
+    lo = min(s["zero_shot"].min(), s["post_mtf"].min()) - 1
+    hi = max(s["zero_shot"].max(), s["post_mtf"].max()) + 1
+    ax1.plot([lo, hi], [lo, hi], "k--", lw=1)
+  ax1.set_xlabel("zero-shot (%)")
+  ax1.set_ylabel("post-MTF (%)")
+  ax1.set_title(f"{suite}: each cell")
+  long = s.melt(id_vars=["cell", "arch", "objective"], var_name="phase", value_name="score")
+  grouped = long.groupby(["arch", "objective", "phase"])["score"].mean().unstack(["phase"])
+  grouped.plot.bar(ax=ax2, rot=30)
+  ax2.set_ylabel("score (%)")
+  ax2.set_title(f"{suite}: by architecture and objective (adapted cells by their final pair)")
+  fig.tight_layout()
+  plt.show()
+
+# %% [markdown]
+# ## Per-task breakdown
+# The median prompt's accuracy per task, zero-shot and post-MTF, with n and its standard error;
+# dashed: the task's random baseline.
+
+# %%
+tasks = results.task_scores(df)
+for suite in tasks["suite"].unique():
+  t = tasks[tasks["suite"] == suite]
+  names = list(dict.fromkeys(t["task"]))
+  fig, axes = plt.subplots(1, len(names), figsize=(4.5 * len(names), 4), squeeze=False)
+  for ax, name in zip(axes[0], names):
+    sub = t[t["task"] == name]
+    labels = [f"{c}\n{results.PHASE_LABELS.get(p, p)}" for c, p in zip(sub["cell"], sub["phase"])]
+    ax.bar(range(len(sub)), sub["median"] * 100, yerr=sub["stderr"] * 100, capsize=3,
+           color=["C0" if p == "zero_shot" else "C1" for p in sub["phase"]])
+    ax.axhline(sub["random_baseline"].mean() * 100, color="k", ls="--", lw=1)
+    ax.set_xticks(range(len(sub)))
+    ax.set_xticklabels(labels, rotation=60, ha="right", fontsize=7)
+    ax.set_title(f"{name} (n={int(sub['n'].max())})")
+  axes[0][0].set_ylabel("median-prompt accuracy (%)")
+  fig.suptitle(suite)
+  fig.tight_layout()
+  plt.show()
+tasks[["cell", "phase", "suite", "task", "median", "stderr", "n", "prompts", "min", "max",
+       "random_baseline"]].round(4)
