@@ -214,6 +214,13 @@ class InMemorySource(seqio.FunctionDataSource):
   def performs_internal_shuffling(self) -> bool:
     return True
 
+  def get_dataset(self, split="train", shuffle=True, seed=None, shard_info=None, **unused):
+    # seqio's version warns that function sources shuffle poorly on restart; these shuffle every
+    # document with the run's seed each epoch and resume exactly (objectives/pipeline.py).
+    if shard_info and shard_info.num_shards > 1:
+      raise ValueError("InMemorySource is sharded by seqio at the example level, not here.")
+    return self._dataset_fn(split=split, shuffle_files=shuffle, seed=seed)
+
 
 def make_source(corpus: str) -> seqio.DataSource:
   """The seqio data source of a corpus name."""

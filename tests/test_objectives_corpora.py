@@ -100,3 +100,62 @@ def test_c4_not_prepared_is_a_clear_error(tmp_path):
       corpora.check_c4()
   finally:
     gin.clear_config()
+
+
+class _FakeTfds:
+  """Stands in for seqio.TfdsDataSource of c4/en (no TFDS data here): two shards of documents."""
+
+  def __init__(self):
+    self.calls = []
+
+  def list_shards(self, split):
+    return ["c4-train.tfrecord-00000", "c4-train.tfrecord-00001"]
+
+  def num_input_examples(self, split):
+    return 365_000_000
+
+  def get_dataset(self, split, shuffle, seed, shard_info):
+    import tensorflow as tf
+
+    self.calls.append((split, shuffle, seed, shard_info))
+    docs = [f"web page {i} about the weather in town number {i}" for i in range(200)]
+    return tf.data.Dataset.from_tensor_slices(
+        {"text": docs, "url": [f"http://x/{i}" for i in range(200)], "timestamp": ["t"] * 200})
+
+
+def test_c4_tasks_read_text_only_through_the_gin_settings(monkeypatch):
+  import seqio
+
+  from objectives import vocab
+
+  fake = _FakeTfds()
+  seen = []
+  monkeypatch.setattr(corpora, "_c4_source", lambda name, data_dir: seen.append((name, data_dir)) or fake)
+  gin.clear_config()
+  with gin.unlock_config():
+    gin.bind_parameter("objectives.corpora.c4_settings.version", "3.0.1")
+    gin.bind_parameter("objectives.corpora.c4_settings.data_dir", "/data/tfds")
+    gin.bind_parameter("objectives.tasks.corpus_vocabularies.c4", vocab.embedded_vocabulary())
+  try:
+    task = seqio.get_mixture_or_task("c4_span_corruption")
+    ds = task.get_dataset({"inputs": 32, "targets": 12}, split="train", shuffle=True, seed=3,
+                          shard_info=seqio.ShardInfo(index=1, num_shards=2))
+    examples = list(ds.take(5).as_numpy_iterator())
+  finally:
+    gin.clear_config()
+  assert seen[-1] == ("c4/en:3.0.1", "/data/tfds")
+  assert fake.calls[-1][0] == "train" and fake.calls[-1][3].index == 1  # sharded by file
+  assert len(examples) == 5 and all(len(e["inputs"]) == 32 for e in examples)
+
+
+def test_text_task_end_to_end(tmp_path, text_gin):
+  import seqio
+
+  for i in range(3):
+    (tmp_path / f"{i}.txt").write_text(f"document {i}: " + "words and more words " * 20, "utf-8")
+  text_gin(train_files=[str(tmp_path / "*.txt")])
+  task = seqio.get_mixture_or_task("text_full_lm")
+  ds = task.get_dataset({"targets": 16}, split="train", shuffle=True, seed=0, num_epochs=1)
+  tokens = sum(len(e["targets"]) for e in ds.as_numpy_iterator())
+  vocab = task.output_features["targets"].vocabulary
+  assert tokens == sum(len(vocab.encode(d)) + 1 for d in corpora.text_documents("train"))

@@ -78,3 +78,16 @@ def test_build_command(tmp_path, capsys, monkeypatch):
   assert "sha256" in out and len(list(tmp_path.glob("embedded_spm_64_*.model"))) == 1
   with pytest.raises(ValueError, match="need >= 16"):
     vocab.train_model_proto(SMALL_CORPUS, 8)
+
+
+def test_concurrent_builders_agree(tmp_path, monkeypatch):
+  # pytest-xdist workers may build the same cache file at once: every builder gets a valid model.
+  import concurrent.futures
+
+  monkeypatch.setattr(vocab, "_training_sentences", lambda: SMALL_CORPUS)
+  with concurrent.futures.ThreadPoolExecutor(4) as pool:
+    paths = list(pool.map(
+        lambda _: vocab.build_embedded_model(vocab_size=64, directory=str(tmp_path), force=True),
+        range(4)))
+  assert len(set(paths)) == 1 and [p.name for p in tmp_path.iterdir()] == [paths[0].name]
+  assert vocab._is_valid_model(paths[0], 64)
