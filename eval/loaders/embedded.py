@@ -88,8 +88,8 @@ def _cloze(play: plays_lib.Play, rng: random.Random, n: int) -> list[dict]:
     words = speech.lines[j].split()
     if len(words) < 5:
       continue
-    before = "\n".join([_context(scene.speeches, i), f"{speech.speaker}: " +
-                        " ".join(speech.lines[:j])]).rstrip()
+    earlier = _tail_words(" ".join(speech.lines[:j]), _CONTEXT_WORDS)
+    before = "\n".join([_context(scene.speeches, i), f"{speech.speaker}: {earlier}"]).rstrip()
     pool = sorted({w.lower(): w for w in before.split() if _WORD_RE.match(w)}.values())
     targets = [k for k, w in enumerate(words) if w in pool and k >= 1]
     if not targets or len(pool) < 4:

@@ -1,0 +1,114 @@
+"""The evaluation suites: which data sets, which prompts, which scoring protocol.
+
+- t0_eval: T0's held-out datasets (validation); summed log-prob with EOS after prompt and option
+  (as T0's seqio tasks), no length normalisation; median over prompts per task, mean over tasks.
+- eai_eval: the paper's lm-evaluation-harness list, one prompt each, continuation scoring without
+  EOS, metric acc (LAMBADA, TriviaQA and WebQuestions by greedy match).
+- blimp: the 67 BLiMP paradigms, good vs bad sentence with an empty prompt.
+- embedded: the held-out families generated from the embedded corpus's held-out plays.
+
+A suite name may be narrowed to some of its tasks: 'eai_eval:copa,rte'.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Sequence
+
+from eval import loaders
+
+RANK, GREEDY = "rank", "greedy"
+
+
+@dataclasses.dataclass(frozen=True)
+class TaskSpec:
+  """One evaluated task: its data set, its templates and how it is scored."""
+
+  name: str
+  dataset: str  # a loaders.DATASETS name, blimp_<paradigm>, or embedded_<family>
+  templates: str  # key of the template dictionary
+  kind: str = RANK  # RANK (argmax over options) or GREEDY (greedy match of an answer)
+
+
+@dataclasses.dataclass(frozen=True)
+class Suite:
+  name: str
+  tasks: tuple[TaskSpec, ...]
+  prompt_eos: bool  # EOS after the prompt (T0's inputs carry one)
+  option_eos: bool  # EOS after each option (T0 scores it, lm-evaluation-harness does not)
+  max_prompts: int | None = None  # None: every template of the task
+  description: str = ""
+
+
+def _t0_tasks() -> tuple[TaskSpec, ...]:
+  tasks = [TaskSpec(f"anli_r{r}", f"anli_r{r}", "anli") for r in (1, 2, 3)]
+  tasks += [TaskSpec(n, n, n) for n in ("cb", "rte", "wsc", "wic", "winogrande", "copa",
+                                        "hellaswag", "story_cloze")]
+  return tuple(tasks)
+
+
+_EAI_TEMPLATES = {
+    "anli_r1": "eai_nli3", "anli_r2": "eai_nli3", "anli_r3": "eai_nli3",
+    "arc_challenge": "eai_question_mc", "arc_easy": "eai_question_mc", "boolq": "eai_boolq",
+    "copa": "eai_plain_mc", "headqa": "eai_question_mc", "hellaswag": "eai_plain_mc",
+    "lambada": "eai_lambada", "logiqa": "eai_question_mc", "mathqa": "eai_question_mc",
+    "mrpc": "eai_mrpc", "multirc": "eai_multirc", "openbookqa": "eai_plain_mc",
+    "piqa": "eai_question_mc", "prost": "eai_question_mc", "pubmedqa": "eai_question_mc",
+    "qnli": "eai_qnli", "qqp": "eai_qqp", "race": "eai_question_mc", "rte": "eai_rte",
+    "sciq": "eai_question_mc", "sst": "eai_sst", "triviaqa": "eai_open_qa",
+    "webqs": "eai_open_qa", "wic": "eai_wic", "winogrande": "eai_winogrande",
+    "wnli": "eai_wnli", "wsc": "eai_wsc",
+}
+_GREEDY_TASKS = ("lambada", "triviaqa", "webqs")
+
+
+def _eai_tasks() -> tuple[TaskSpec, ...]:
+  return tuple(TaskSpec(n, n, t, GREEDY if n in _GREEDY_TASKS else RANK)
+               for n, t in _EAI_TEMPLATES.items())
+
+
+def _blimp_tasks() -> tuple[TaskSpec, ...]:
+  return tuple(TaskSpec(f"blimp_{p}", f"blimp_{p}", "blimp") for p in loaders.blimp_paradigms())
+
+
+EMBEDDED_FAMILIES = ("next_line", "cloze", "word_order", "same_speaker")
+
+
+def _embedded_tasks() -> tuple[TaskSpec, ...]:
+  return tuple(TaskSpec(f"embedded_{f}", f"embedded_{f}", f"embedded_{f}")
+               for f in EMBEDDED_FAMILIES)
+
+
+_SUITES = {
+    "t0_eval": lambda: Suite("t0_eval", _t0_tasks(), prompt_eos=True, option_eos=True,
+                             description="T0 held-out datasets, median over prompts"),
+    "eai_eval": lambda: Suite("eai_eval", _eai_tasks(), prompt_eos=False, option_eos=False,
+                              max_prompts=1, description="lm-evaluation-harness tasks, acc"),
+    "blimp": lambda: Suite("blimp", _blimp_tasks(), prompt_eos=False, option_eos=False,
+                           description="BLiMP minimal pairs, per paradigm"),
+    "embedded": lambda: Suite("embedded", _embedded_tasks(), prompt_eos=False, option_eos=False,
+                              description="held-out families of the embedded corpus"),
+}
+SUITE_NAMES = tuple(_SUITES)
+
+
+def get_suite(spec: str) -> Suite:
+  """'suite' or 'suite:task,task'; unknown names raise listing the valid ones."""
+  name, _, only = spec.partition(":")
+  if name not in _SUITES:
+    raise ValueError(f"Unknown EVAL_SUITE {name!r}; valid suites: {', '.join(SUITE_NAMES)} "
+                     "(optionally narrowed as 'suite:task1,task2').")
+  suite = _SUITES[name]()
+  if not only:
+    return suite
+  wanted = [t.strip() for t in only.split(",") if t.strip()]
+  valid = [t.name for t in suite.tasks]
+  unknown = [t for t in wanted if t not in valid]
+  if unknown:
+    raise ValueError(f"Unknown task(s) {unknown} in EVAL_SUITE {spec!r}; {name} has: "
+                     f"{', '.join(valid)}.")
+  return dataclasses.replace(suite, tasks=tuple(t for t in suite.tasks if t.name in wanted))
+
+
+def task_names(suite: str) -> Sequence[str]:
+  return [t.name for t in get_suite(suite).tasks]

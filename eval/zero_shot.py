@@ -1,0 +1,226 @@
+"""Zero-shot evaluation of a checkpoint on a suite, by rank classification.
+
+  python -m eval.zero_shot --gin_file=gin_configs/arch/causal_decoder.gin \
+    --gin_file=gin_configs/sizes/tiny.gin --gin_file=gin_configs/data/embedded.gin \
+    --gin.CHECKPOINT_PATH="'runs/cd_flm'" --gin.EVAL_SUITE="'embedded'" \
+    --gin.EVAL_OUTPUT_DIR="'runs/cd_flm/eval'" [--gin.LOCAL_DATA_DIR="'../shared/data'"]
+
+writes EVAL_OUTPUT_DIR/results.json: {"suite", "tasks": {task: {"prompts": {name: {"accuracy",
+"acc_norm", "n", "random_baseline"}}, "median", "spread": {"min", "max"}, "n", "random_baseline"}},
+"missing": {task: reason}, "aggregate": {"mean_of_medians", "normalized_mean", "n_tasks"}} plus
+"protocol" (how options were scored). Python: `evaluate(model, params, vocabulary, suite, ...)` and
+`run(gin_files, gin_bindings)`.
+
+Every model sees the same examples, options and prompts: data sets are read in their fixed order,
+embedded families are generated from fixed seeds, and nothing depends on the model or objective.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import pathlib
+import time
+from typing import Any, Mapping, Sequence
+
+import gin
+import jax
+
+from eval import aggregation
+from eval import loaders
+from eval import rank_classification as rc
+from eval import suites as suites_lib
+from eval import templates as templates_lib
+from eval.loaders import embedded
+
+RESULTS_FILE = "results.json"
+
+
+def _load_examples(dataset: str, local_data_dir, tfds_data_dir, download, embedded_examples):
+  if dataset.startswith("embedded_"):
+    return embedded.family_examples(dataset[len("embedded_"):], n=embedded_examples)
+  return loaders.load_dataset(dataset, local_data_dir=local_data_dir,
+                              tfds_data_dir=tfds_data_dir, download=download)
+
+
+def _plan_task(examples: list[dict], templates: Sequence[templates_lib.Template]
+               ) -> dict[str, list[aggregation.RankedExample]]:
+  """Renders every example with every template (fields checked before any rendering)."""
+  for t in templates:
+    t.check_fields(sorted(examples[0]))
+  plan = {}
+  for t in templates:
+    rows = []
+    for ex in examples:
+      prompts, choices, gold = t.render_options(ex)
+      rows.append(aggregation.RankedExample(tuple(prompts), tuple(choices), gold))
+    plan[t.name] = rows
+  return plan
+
+
+def evaluate(model: Any, params: Any, vocabulary: Any, suite: str | suites_lib.Suite,
+             output_dir: str | pathlib.Path | None = None,
+             local_data_dir: str | pathlib.Path | None = None, *,
+             scorer: rc.Scorer | None = None,
+             scoring_config: rc.ScoringConfig | None = None,
+             templates: Mapping[str, list[templates_lib.Template]] | None = None,
+             max_examples: int | None = None,
+             embedded_examples: int = embedded.DEFAULT_EXAMPLES,
+             tfds_data_dir: str | None = None, download: bool = False) -> dict:
+  """Scores `suite` and returns (and writes to output_dir/results.json) the results dict."""
+  suite = suites_lib.get_suite(suite) if isinstance(suite, str) else suite
+  templates = templates_lib.builtin_templates() if templates is None else templates
+  unknown = sorted({t.templates for t in suite.tasks} - set(templates))
+  if unknown:
+    raise KeyError(f"Suite {suite.name} needs templates {unknown} that are not loaded; "
+                   f"loaded: {sorted(templates)}.")
+  if scorer is None:
+    scorer = rc.ModelScorer(model, params, vocabulary, scoring_config or rc.ScoringConfig())
+  start = time.time()
+  missing: dict[str, str] = {}
+  plans: dict[str, tuple[suites_lib.TaskSpec, dict]] = {}
+  for task in suite.tasks:
+    try:
+      examples = _load_examples(task.dataset, local_data_dir, tfds_data_dir, download,
+                                embedded_examples)
+    except loaders.DatasetUnavailable as e:
+      missing[task.name] = str(e)
+      logging.warning("eval: %s is missing: %s", task.name, e)
+      continue
+    if max_examples is not None:
+      examples = examples[:max_examples]
+    if not examples:
+      missing[task.name] = "the data set has no examples"
+      continue
+    chosen = templates[task.templates][:suite.max_prompts]
+    plans[task.name] = (task, _plan_task(examples, chosen))
+
+  # One scoring call per kind over every task and prompt: full rows, few compiled shapes.
+  eos = (suite.prompt_eos, suite.option_eos)
+  wanted: dict[str, list] = {suites_lib.RANK: [], suites_lib.GREEDY: []}
+  for task, plan in plans.values():
+    for exs in plan.values():
+      for ex in exs:
+        wanted[task.kind].extend((p, c, *eos) for p, c in zip(ex.prompts, ex.choices))
+  values = {}
+  for kind, pairs in wanted.items():
+    if pairs:
+      fn = scorer.score if kind == suites_lib.RANK else scorer.greedy_match
+      values[kind] = dict(zip(pairs, fn(pairs)))
+
+  tasks = {}
+  for name, (task, plan) in plans.items():
+    per_prompt = {}
+    for prompt_name, exs in plan.items():
+      got = [[values[task.kind][(p, c, *eos)] for p, c in zip(ex.prompts, ex.choices)]
+             for ex in exs]
+      if task.kind == suites_lib.GREEDY:
+        per_prompt[prompt_name] = aggregation.greedy_metrics([any(g) for g in got])
+      else:
+        per_prompt[prompt_name] = aggregation.prompt_metrics(exs, got)
+    tasks[name] = aggregation.task_summary(per_prompt)
+  results = {
+      "suite": suite.name,
+      "tasks": tasks,
+      "missing": missing,
+      "aggregate": aggregation.suite_aggregate(tasks),
+      "protocol": {"prompt_eos": suite.prompt_eos, "option_eos": suite.option_eos,
+                   "max_prompts": suite.max_prompts, "max_examples": max_examples,
+                   "embedded_examples": embedded_examples, "metric": "accuracy",
+                   "seconds": round(time.time() - start, 3)},
+  }
+  if output_dir is not None:
+    write_results(results, output_dir)
+  return results
+
+
+def write_results(results: Mapping[str, Any], output_dir: str | pathlib.Path) -> pathlib.Path:
+  """Writes results.json atomically (a reader never sees half a file)."""
+  out = pathlib.Path(output_dir)
+  out.mkdir(parents=True, exist_ok=True)
+  tmp = out / f".{RESULTS_FILE}.tmp"
+  tmp.write_text(json.dumps(results, indent=2, sort_keys=False) + "\n", encoding="utf-8")
+  tmp.replace(out / RESULTS_FILE)
+  return out / RESULTS_FILE
+
+
+def restore_for_eval(model: Any, checkpoint_path: str, batch_size: int = 1,
+                     feature_lengths: Mapping[str, int] | None = None) -> Any:
+  """Parameters of `checkpoint_path` restored into `model`'s tree (mismatch: a clear error)."""
+  from experiments import checkpoints  # pylint: disable=g-import-not-at-top
+  lengths = dict(feature_lengths or {"inputs": 8, "targets": 8})
+  shapes = model.input_shapes(batch_size, lengths)
+  abstract = jax.eval_shape(lambda: model.get_initial_variables(jax.random.PRNGKey(0),
+                                                                shapes))["params"]
+  return checkpoints.restore_params(checkpoint_path, abstract)
+
+
+@gin.configurable(module="eval.zero_shot")
+def evaluate_checkpoint(model: Any = gin.REQUIRED, vocabulary: Any = gin.REQUIRED,
+                        checkpoint_path: str = gin.REQUIRED, suite: str = gin.REQUIRED,
+                        output_dir: str | None = None, local_data_dir: str | None = None,
+                        scoring_config: rc.ScoringConfig | None = None,
+                        max_examples: int | None = None,
+                        embedded_examples: int = embedded.DEFAULT_EXAMPLES,
+                        tfds_data_dir: str | None = None, download: bool = False) -> dict:
+  """The gin-configured evaluation: checks the suite first, restores, then evaluates."""
+  suites_lib.get_suite(suite)  # an unknown suite fails before the restore
+  params = restore_for_eval(model, checkpoint_path)
+  return evaluate(model, params, vocabulary, suite, output_dir, local_data_dir,
+                  scoring_config=scoring_config, max_examples=max_examples,
+                  embedded_examples=embedded_examples, tfds_data_dir=tfds_data_dir,
+                  download=download)
+
+
+gin.external_configurable(rc.ScoringConfig, module="eval.rank_classification")
+
+_DEFAULT_BINDINGS = (
+    "EVAL_OUTPUT_DIR = None",
+    "LOCAL_DATA_DIR = None",
+    "eval.zero_shot.evaluate_checkpoint.model = %MODEL",
+    "eval.zero_shot.evaluate_checkpoint.vocabulary = %VOCABULARY",
+    "eval.zero_shot.evaluate_checkpoint.checkpoint_path = %CHECKPOINT_PATH",
+    "eval.zero_shot.evaluate_checkpoint.suite = %EVAL_SUITE",
+    "eval.zero_shot.evaluate_checkpoint.output_dir = %EVAL_OUTPUT_DIR",
+    "eval.zero_shot.evaluate_checkpoint.local_data_dir = %LOCAL_DATA_DIR",
+)
+
+
+def _parse(gin_files: Sequence[str], gin_bindings: Sequence[str]) -> None:
+  """Defaults first, then the files and bindings (later wins); required macros checked."""
+  from experiments import gin_utils  # pylint: disable=g-import-not-at-top
+  gin_utils.parse_gin([], _DEFAULT_BINDINGS, finalize=False)
+  gin_utils.parse_gin(gin_files, gin_bindings, finalize=True, clear=False)
+  for macro in ("MODEL", "VOCABULARY", "CHECKPOINT_PATH", "EVAL_SUITE"):
+    gin_utils.require_macro(macro)
+
+
+def run(gin_files: Sequence[str], gin_bindings: Sequence[str] = ()) -> dict:
+  """Parses gin afresh (defaults, files, bindings) and evaluates; returns the results dict."""
+  _parse(gin_files, gin_bindings)
+  return evaluate_checkpoint()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+  """The command line: gin flags only; prints a short summary as JSON."""
+  import sys  # pylint: disable=g-import-not-at-top
+  from experiments import gin_utils  # pylint: disable=g-import-not-at-top
+  argv = sys.argv[1:] if argv is None else list(argv)
+  try:
+    files, bindings, rest = gin_utils.parse_gin_flags(argv)
+    if rest:
+      raise gin_utils.GinConfigError(f"unexpected arguments {rest} (use --gin.KEY=VALUE).")
+    _parse(files, bindings)
+  except gin_utils.GinConfigError as e:
+    print(f"error: {e}", file=sys.stderr)
+    return 2
+  results = evaluate_checkpoint()
+  print(json.dumps({"suite": results["suite"], "aggregate": results["aggregate"],
+                    "missing": sorted(results["missing"]),
+                    "medians": {k: round(v["median"], 4) for k, v in results["tasks"].items()}},
+                   indent=1))
+  return 0
+
+
+if __name__ == "__main__":
+  raise SystemExit(main())
