@@ -12,8 +12,10 @@ Adafactor; batch_size x 626 tokens, causal decoder, embedded vocabulary) so that
 
 How the pipeline keeps up: every step is a tf.data transformation of TF ops running in tf.data's C++
 thread pool (no Python per example); tokenization and the objective maps use parallel map
-(AUTOTUNE), the batches are prefetched, and seqio's offline cache (`seqio_cache_tasks`,
-USE_CACHED_TASKS) can hold the tokenized corpus for corpora too large to re-tokenize every epoch.
+(AUTOTUNE), the batches are prefetched, and the random objective runs after seqio's cache
+boundary, so seqio's offline cache (`seqio_cache_tasks`, which needs apache-beam; then
+USE_CACHED_TASKS=True) can hold the tokenized corpus where re-tokenizing every epoch would cost
+too much (c4). The embedded corpus is re-tokenized each epoch; the figures below include that.
 Figures print with the load average and the peak RSS of this process; this never gates tests.
 """
 
