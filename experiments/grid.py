@@ -126,13 +126,29 @@ def preflight(stages: Sequence[Stage]) -> dict[str, str]:
   return errors
 
 
+_PATH_MACROS = ("MODEL_DIR", "INITIAL_CHECKPOINT_PATH", "CHECKPOINT_PATH", "EVAL_OUTPUT_DIR")
+
+
+def absolute_paths(bindings: Sequence[str]) -> list[str]:
+  """Run-folder macros made absolute (orbax needs absolute paths); URLs like gs:// are kept."""
+  out = []
+  for b in bindings:
+    key, sep, value = b.partition(" = ")
+    if sep and key in _PATH_MACROS and value[:1] in "'\"" and "://" not in value:
+      path = value[1:-1]
+      if not os.path.isabs(path):
+        b = f"{key} = {os.path.abspath(path)!r}"
+    out.append(b)
+  return out
+
+
 def run_stage(stage: Stage) -> dict:
   """Runs one stage and writes its DONE file last; on failure writes ERROR and re-raises."""
   os.makedirs(stage.dir, exist_ok=True)
   err_path = os.path.join(stage.dir, ERROR)
   start = time.time()
   try:
-    out = RUNNERS[stage.kind](stage.gin_files, stage.bindings) or {}
+    out = RUNNERS[stage.kind](stage.gin_files, absolute_paths(stage.bindings)) or {}
   except BaseException:
     with open(err_path, "w", encoding="utf-8") as f:
       f.write(traceback.format_exc())

@@ -140,3 +140,11 @@ def test_dry_run_of_wang2022_gives_the_paper_numbers(capsys):
   printed = capsys.readouterr().out
   assert "4,762,357,760" in printed and "168,040,595,456" in printed
   gin.clear_config()
+
+
+def test_run_folders_are_made_absolute_for_in_process_runs():
+  out = grid.absolute_paths(["MODEL_DIR = 'runs/x/pretrain'", "CHECKPOINT_PATH = 'gs://b/x'",
+                             "EVAL_SUITE = 'embedded'", "INITIAL_CHECKPOINT_PATH = '/abs/p'"])
+  assert out[0] == f"MODEL_DIR = {str(gin_utils.pathlib.Path('runs/x/pretrain').resolve())!r}"
+  assert out[1:] == ["CHECKPOINT_PATH = 'gs://b/x'", "EVAL_SUITE = 'embedded'",
+                     "INITIAL_CHECKPOINT_PATH = '/abs/p'"]
