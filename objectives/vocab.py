@@ -167,7 +167,14 @@ def sentencepiece_vocabulary(
 def _sentencepiece(model_file: str, extra_ids: int) -> seqio.Vocabulary:
   import tensorflow as tf
 
-  if not tf.io.gfile.exists(model_file):
+  try:
+    exists = tf.io.gfile.exists(model_file)
+  except tf.errors.OpError as e:  # e.g. gs:// without network or credentials
+    raise FileNotFoundError(
+        f"objectives.vocab.sentencepiece_vocabulary.model_file={model_file!r} cannot be read "
+        f"({e.message.splitlines()[0]}); bind it to a local copy of the SentencePiece model."
+    ) from None
+  if not exists:
     raise FileNotFoundError(
         f"objectives.vocab.sentencepiece_vocabulary.model_file={model_file!r} does not exist; "
         "bind it to a local copy of the SentencePiece model (e.g. T5's cc_all.32000)."

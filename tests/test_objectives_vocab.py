@@ -91,3 +91,28 @@ def test_concurrent_builders_agree(tmp_path, monkeypatch):
         range(4)))
   assert len(set(paths)) == 1 and [p.name for p in tmp_path.iterdir()] == [paths[0].name]
   assert vocab._is_valid_model(paths[0], 64)
+
+
+def test_sentencepiece_vocabulary_from_a_model_file(tmp_path):
+  # The T5 32k model is not shipped; any SentencePiece file exercises the same path.
+  path = vocab.build_embedded_model()
+  v = vocab.sentencepiece_vocabulary(model_file=str(path), extra_ids=100)
+  assert isinstance(v, seqio.SentencePieceVocabulary) and v.vocab_size == 4100
+  assert v == vocab.embedded_vocabulary()
+  with pytest.raises(FileNotFoundError, match=r"model_file='.*missing\.model' does not exist"):
+    vocab.sentencepiece_vocabulary(model_file=str(tmp_path / "missing.model"))
+
+
+def test_unreadable_c4_vocabulary_is_a_config_error(tmp_path):
+  import gin
+
+  import objectives
+
+  gin.clear_config()
+  with gin.unlock_config():
+    gin.bind_parameter("objectives.vocab.sentencepiece_vocabulary.model_file", str(tmp_path / "t5.model"))
+  try:
+    with pytest.raises(objectives.ConfigError, match="vocabulary of corpus 'c4' is unusable.*t5.model"):
+      objectives.validate("c4_span_corruption", "encoder_decoder", {"inputs": 512, "targets": 114})
+  finally:
+    gin.clear_config()
