@@ -31,14 +31,14 @@ RTOL, ATOL = 1e-5, 1e-6
 def test_scan_equals_unrolled(name):
   batch = _batch(name)
   shapes = {k: v.shape for k, v in batch.items()}
-  plain = models.get_model(name, testing.tiny_config(num_layers=3))
-  scanned = models.get_model(name, testing.tiny_config(num_layers=3, scan_layers=True))
-  params = plain.get_initial_variables(jax.random.PRNGKey(1), shapes)["params"]
+  plain = models.get_model(name, testing.tiny_config())
+  scanned = models.get_model(name, testing.tiny_config(scan_layers=True))
+  params = testing.init_params(plain, shapes)
   scanned_params = stack.unrolled_to_scanned(params)
   # The converted tree is exactly the tree a scanned model initialises.
-  fresh = scanned.get_initial_variables(jax.random.PRNGKey(1), shapes)["params"]
-  assert jax.tree_util.tree_structure(fresh) == jax.tree_util.tree_structure(scanned_params)
-  assert jax.tree_util.tree_map(np.shape, fresh) == jax.tree_util.tree_map(np.shape, scanned_params)
+  fresh = jax.eval_shape(lambda: scanned.get_initial_variables(jax.random.PRNGKey(1), shapes))
+  assert (jax.tree_util.tree_map(lambda x: x.shape, fresh["params"])
+          == jax.tree_util.tree_map(np.shape, scanned_params))
 
   loss, grads = _loss_and_grads(plain, params, batch)
   s_loss, s_grads = _loss_and_grads(scanned, scanned_params, batch)
@@ -54,7 +54,7 @@ def test_remat_equals_none(policy, scan):
   shapes = {k: v.shape for k, v in batch.items()}
   base = models.get_model(name, testing.tiny_config(scan_layers=scan))
   remat = models.get_model(name, testing.tiny_config(scan_layers=scan, remat_policy=policy))
-  params = base.get_initial_variables(jax.random.PRNGKey(2), shapes)["params"]
+  params = testing.init_params(base, shapes)
   loss, grads = _loss_and_grads(base, params, batch)
   r_loss, r_grads = _loss_and_grads(remat, params, batch)
   np.testing.assert_allclose(r_loss, loss, rtol=RTOL)
