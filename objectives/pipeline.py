@@ -7,8 +7,8 @@ batches.
 
 Resuming (two ways, both exact):
   1. Iterator state (preferred, no replay): `it.save(prefix)` next to a model checkpoint writes the
-     tf.data iterator state (shuffle buffers, positions, RNG state; a few MB at most for the default
-     buffers); `get_dataset(..., state_prefix=prefix)` restores it and continues with the next batch.
+     tf.data iterator state (shuffle buffers, positions, RNG state; about 7 MB for the embedded corpus
+     at the paper's lengths, mostly the document and example shuffle buffers); `get_dataset(..., state_prefix=prefix)` restores it and continues with the next batch.
   2. Fast-forward: without a saved state, `start_step=k` skips k batches. This replays the input
      pipeline (tokenize, corrupt, pack) for those k batches but not the model; at the pipeline's
      measured rate (benchmarks/data_throughput.py) that is about k x batch tokens / rate seconds.
