@@ -134,3 +134,19 @@ def test_accounting_cli_reports_a_bad_binding(capsys):
                         "--gin.TransformerConfig.num_heads=5"])
   gin.clear_config()
   assert rc == 2 and "TransformerConfig.num_heads" in capsys.readouterr().err
+
+
+def test_accounting_is_layout_independent():
+  plain = _model_from_gin("arch/encoder_decoder.gin", "sizes/small.gin")
+  scanned = _model_from_gin("arch/encoder_decoder.gin", "sizes/small.gin",
+                            bindings=["arch.config.TransformerConfig.scan_layers = True"])
+  a, b = accounting.account(plain), accounting.account(scanned)
+  assert a["params"] == b["params"] and a["train_flops_per_example"] == b[
+      "train_flops_per_example"]
+  # small ED: emb 256, 4 heads x 64, mlp 1024, 4 + 4 layers, vocab 32128.
+  d, hk, f, n = 256, 256, 1024, 4
+  enc = n * (4 * d * hk + 3 * d * f)
+  dec = n * (8 * d * hk + 3 * d * f)
+  assert a["matmul_params"] == enc + dec + 32128 * d
+  assert a["weight_flops_per_example"] == 6 * (enc * 512 + (dec - n * 2 * d * hk) * 114
+                                               + n * 2 * d * hk * 512 + 32128 * d * 114)
