@@ -7,7 +7,7 @@
 - blimp: the 67 BLiMP paradigms, good vs bad sentence with an empty prompt.
 - embedded: the held-out families generated from the embedded corpus's held-out plays.
 
-A suite name may be narrowed to some of its tasks: 'eai_eval:copa,rte'.
+A suite name may be narrowed to some of its tasks: 'eai_eval:copa,rte', 'embedded:word_order'.
 """
 
 from __future__ import annotations
@@ -101,8 +101,10 @@ def get_suite(spec: str) -> Suite:
   suite = _SUITES[name]()
   if not only:
     return suite
-  wanted = [t.strip() for t in only.split(",") if t.strip()]
   valid = [t.name for t in suite.tasks]
+  # Short names work too: 'embedded:word_order' is the task embedded_word_order.
+  wanted = [t if t in valid or f"{name}_{t}" not in valid else f"{name}_{t}"
+            for t in (x.strip() for x in only.split(",")) if t]
   unknown = [t for t in wanted if t not in valid]
   if unknown:
     raise ValueError(f"Unknown task(s) {unknown} in EVAL_SUITE {spec!r}; {name} has: "

@@ -190,9 +190,10 @@ def _parse(gin_files: Sequence[str], gin_bindings: Sequence[str]) -> None:
   """Defaults first, then the files and bindings (later wins); required macros checked."""
   from experiments import gin_utils  # pylint: disable=g-import-not-at-top
   gin_utils.parse_gin([], _DEFAULT_BINDINGS, finalize=False)
-  gin_utils.parse_gin(gin_files, gin_bindings, finalize=True, clear=False)
+  gin_utils.parse_gin(gin_files, gin_bindings, finalize=False, clear=False)
   for macro in ("MODEL", "VOCABULARY", "CHECKPOINT_PATH", "EVAL_SUITE"):
     gin_utils.require_macro(macro)
+  gin.finalize()
 
 
 def run(gin_files: Sequence[str], gin_bindings: Sequence[str] = ()) -> dict:

@@ -41,11 +41,14 @@ _PAIRS = [
 @pytest.fixture(scope="module", params=models.MODEL_NAMES)
 def model_and_params(request):
   model = models.get_model(request.param, _CFG)
-  shapes = model.input_shapes(1, {"inputs": 8, "targets": 8})
-  params = model.get_initial_variables(jax.random.PRNGKey(1), shapes)["params"]
   # Scale up the random init so that scores differ clearly between options and prompts.
-  params = jax.tree_util.tree_map(lambda x: x * 3.0, params)
-  return model, params
+  return model, jax.tree_util.tree_map(lambda x: x * 3.0, _init(model, 1))
+
+
+def _init(model, seed):
+  shapes = model.input_shapes(1, {"inputs": 8, "targets": 8})
+  return jax.jit(lambda rng: model.get_initial_variables(rng, shapes))(
+      jax.random.PRNGKey(seed))["params"]
 
 
 def _seqio_batch(model, pairs, vocab, length=64):
@@ -75,7 +78,7 @@ def test_scores_equal_per_option_forward_pass(model_and_params, pack):
   scorer = rc.ModelScorer(model, params, vocab,
                           rc.ScoringConfig(pack=pack, row_length=64, batch_tokens=128))
   got = scorer.score(_PAIRS)
-  reference = np.asarray(model.score_batch(params, _seqio_batch(model, _PAIRS, vocab)))
+  reference = np.asarray(jax.jit(model.score_batch)(params, _seqio_batch(model, _PAIRS, vocab)))
   np.testing.assert_allclose(got, reference, rtol=1e-5, atol=1e-4)
   assert len(set(np.round(reference, 3))) > 4  # the check has teeth: options score differently
   if pack:  # several pairs share rows: fewer rows than pairs were scored
@@ -101,13 +104,12 @@ def test_packed_rows_hold_several_pairs_and_ed_encodes_each_prompt_once(model_an
 
 def test_ed_encode_once_equals_reencoding_with_many_options():
   model = models.get_model("encoder_decoder", _CFG)
-  params = model.get_initial_variables(jax.random.PRNGKey(2), model.input_shapes(
-      1, {"inputs": 8, "targets": 8}))["params"]
+  params = _init(model, 2)
   prompts = [f"prompt number {i} " * (1 + i % 3) for i in range(7)]
   pairs = [(p, f"option {j}{'!' * j}", True, True) for p in prompts for j in range(4)]
   vocab = ByteVocab()
   once = rc.ModelScorer(model, params, vocab, rc.ScoringConfig(row_length=64, batch_tokens=256))
-  reference = model.score_batch(params, _seqio_batch(model, pairs, vocab, length=128))
+  reference = jax.jit(model.score_batch)(params, _seqio_batch(model, pairs, vocab, length=128))
   np.testing.assert_allclose(once.score(pairs), np.asarray(reference), rtol=1e-5, atol=1e-4)
 
 
@@ -137,14 +139,34 @@ def test_long_prompts_lose_their_start():
   assert item.prompt[-3:] == ByteVocab().encode("END") and len(item.option) == 4
 
 
+def _greedy_continuation(model, params, vocab, prompt, steps=3):
+  """The model's own greedy continuation of `prompt`, as long as it stays printable ASCII."""
+  logits_fn = jax.jit(model.logits)
+  text = ""
+  for _ in range(steps):
+    batch = _seqio_batch(model, [(prompt, text + "x", False, False)], vocab)
+    pos = int(np.flatnonzero(batch["decoder_loss_weights"][0])[-1])
+    token = int(np.argmax(np.asarray(logits_fn(params, batch))[0, pos]))
+    if not 35 <= token - 3 < 127:
+      break
+    text += chr(token - 3)
+  return text
+
+
 def test_greedy_match_agrees_with_argmax(model_and_params):
   model, params = model_and_params
   vocab = ByteVocab()
-  batch = _seqio_batch(model, _PAIRS, vocab)
-  argmax = np.asarray(jax.numpy.argmax(model.logits(params, batch), -1))
+  hits = [(p, c, False, False) for p in ("The cat", "Why", "Hello", "abc", "A b c")
+          if (c := _greedy_continuation(model, params, vocab, p))]
+  assert hits, "no printable greedy continuation found"
+  pairs = _PAIRS + hits + [(p, c + c, False, False) for p, c, _, _ in hits]
+  batch = _seqio_batch(model, pairs, vocab)
+  argmax = np.asarray(jax.jit(lambda p, b: jax.numpy.argmax(model.logits(p, b), -1))(
+      params, batch))
   w = batch["decoder_loss_weights"] > 0
   want = [bool(np.all(argmax[i][w[i]] == batch["decoder_target_tokens"][i][w[i]]))
-          for i in range(len(_PAIRS))]
-  # Make one pair a sure greedy hit: the model's own argmax continuation of a prompt.
+          for i in range(len(pairs))]
   scorer = rc.ModelScorer(model, params, vocab, rc.ScoringConfig(row_length=64))
-  np.testing.assert_array_equal(scorer.greedy_match(_PAIRS), want)
+  got = scorer.greedy_match(pairs)
+  np.testing.assert_array_equal(got, want)
+  assert got[len(_PAIRS):len(_PAIRS) + len(hits)].all()  # the model's own continuations match
