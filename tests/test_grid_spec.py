@@ -148,3 +148,11 @@ def test_run_folders_are_made_absolute_for_in_process_runs():
   assert out[0] == f"MODEL_DIR = {str(gin_utils.pathlib.Path('runs/x/pretrain').resolve())!r}"
   assert out[1:] == ["CHECKPOINT_PATH = 'gs://b/x'", "EVAL_SUITE = 'embedded'",
                      "INITIAL_CHECKPOINT_PATH = '/abs/p'"]
+
+
+def test_notebook_pair_is_in_sync():
+  import jupytext  # pylint: disable=g-import-not-at-top
+  root = gin_utils.REPO_ROOT / "notebooks"
+  py = jupytext.read(root / "zero_shot_vs_mtf.py")
+  nb = jupytext.read(root / "zero_shot_vs_mtf.ipynb")
+  assert [(c.cell_type, c.source) for c in py.cells] == [(c.cell_type, c.source) for c in nb.cells]
