@@ -22,6 +22,7 @@ import traceback
 from typing import Any, Callable, Sequence
 
 import gin
+import seqio
 
 from experiments import gin_utils
 from experiments import grid_plan
@@ -116,6 +117,8 @@ def preflight(stages: Sequence[Stage]) -> dict[str, str]:
       continue
     try:
       gin_utils.parse_gin(s.gin_files, s.bindings, finalize=False)
+      if s.task is not None:
+        seqio.get_mixture_or_task(s.task)
     except Exception as e:  # pylint: disable=broad-except
       errors[s.cell.name] = f"{s.id}: {e}"
   gin.clear_config()

@@ -41,6 +41,7 @@ class Stage:
   examples: int = 0  # sequences trained on in this stage (steps x batch)
   tokens: int = 0  # tokens trained on in this stage (examples x summed feature lengths)
   suite: str | None = None
+  task: str | None = None  # MIXTURE_OR_TASK_NAME of a training stage
   depends_on: tuple[str, ...] = ()  # '<cell>/<stage id>' that must be done first
 
   @property
@@ -149,7 +150,7 @@ def cell_stages(grid: Grid, cell: Cell, grid_dir: str) -> list[Stage]:
     stage = Stage(cell=cell, id=kind, kind="train", dir=model_dir, gin_files=tuple(files),
                   bindings=tuple(b), trained=kind, end_step=start + steps, steps=steps,
                   examples=steps * batch, tokens=steps * batch * sum(lengths.values()),
-                  depends_on=depends)
+                  task=task, depends_on=depends)
     out.append(stage)
     prev = stage
   return out

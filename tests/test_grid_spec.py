@@ -156,3 +156,16 @@ def test_notebook_pair_is_in_sync():
   py = jupytext.read(root / "zero_shot_vs_mtf.py")
   nb = jupytext.read(root / "zero_shot_vs_mtf.ipynb")
   assert [(c.cell_type, c.source) for c in py.cells] == [(c.cell_type, c.source) for c in nb.cells]
+
+
+@pytest.mark.slow
+def test_dry_run_flags_an_unregistered_task_per_cell(tmp_path):
+  g = _grid([CD_FLM, {"name": "ED:MLM", "arch": "encoder_decoder",
+                      "objective": "span_corruption"}],
+            corpus="nocorpus", gin_files=["gin_configs/sizes/tiny.gin",
+                                          "gin_configs/data/embedded.gin"])
+  rows = {r["cell"]: r for r in grid.dry_run(g, str(tmp_path), log=lambda _: None)}
+  assert "nocorpus_full_lm" in rows["CD:FLM"]["error"]
+  assert "nocorpus_span_corruption" in rows["ED:MLM"]["error"]
+  assert not list(tmp_path.iterdir())  # nothing written
+  gin.clear_config()
