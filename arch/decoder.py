@@ -33,7 +33,7 @@ class DecoderOnlyNetwork(nn.Module):
     x_BxLxD = embedder(decoder_input_tokens)
     # A zero 'perturbations' entry (absent unless asked for): tests take gradients w.r.t. it.
     x_BxLxD = self.perturb("embedded_inputs", x_BxLxD)
-    x_BxLxD = nn.Dropout(cfg.dropout_rate)(x_BxLxD, deterministic=deterministic)
+    x_BxLxD = layers.dropout(cfg.dropout_rate, x_BxLxD, deterministic)
 
     mask = masks.decoder_only_mask(decoder_target_tokens, decoder_segment_ids,
                                    decoder_causal_attention, prefix=self.prefix)
@@ -54,7 +54,7 @@ class DecoderOnlyNetwork(nn.Module):
                               deterministic=deterministic,
                               own_relpos_table=cfg.position_scheme == "relative")
     y_BxLxD = layers.RMSNorm(cfg.norm_epsilon, dtype, name="decoder_norm")(x_BxLxD)
-    y_BxLxD = nn.Dropout(cfg.dropout_rate)(y_BxLxD, deterministic=deterministic)
+    y_BxLxD = layers.dropout(cfg.dropout_rate, y_BxLxD, deterministic)
     logits_dense = (None if cfg.tie_embeddings
                     else layers.LogitsDense(cfg.padded_vocab_size, dtype, name="logits_dense"))
     return layers.output_logits(cfg, embedder, logits_dense, y_BxLxD)

@@ -41,7 +41,7 @@ class Encoder(nn.Module):
     cfg = self.config
     x_BxSxD = self.embedder(tokens_BxS)
     x_BxSxD = self.perturb("embedded_inputs", x_BxSxD)
-    x_BxSxD = nn.Dropout(cfg.dropout_rate)(x_BxSxD, deterministic=deterministic)
+    x_BxSxD = layers.dropout(cfg.dropout_rate, x_BxSxD, deterministic)
     valid_BxS = tokens_BxS > 0
     seg = None if segment_ids_BxS is None else masks.segment_mask(segment_ids_BxS, segment_ids_BxS)
     bias = masks.mask_to_bias(masks.combine(masks.pair_mask(valid_BxS, valid_BxS), seg))
@@ -53,7 +53,7 @@ class Encoder(nn.Module):
     x_BxSxD = stack.run_stack(cfg, cfg.num_encoder_layers, x_BxSxD, bias, None, pos_BxS,
                               deterministic=deterministic)
     y_BxSxD = layers.RMSNorm(cfg.norm_epsilon, cfg.activation_dtype, name="encoder_norm")(x_BxSxD)
-    return nn.Dropout(cfg.dropout_rate)(y_BxSxD, deterministic=deterministic)
+    return layers.dropout(cfg.dropout_rate, y_BxSxD, deterministic)
 
 
 class Decoder(nn.Module):
@@ -68,7 +68,7 @@ class Decoder(nn.Module):
     cfg = self.config
     x_BxTxD = self.embedder(input_tokens_BxT)
     x_BxTxD = self.perturb("embedded_inputs", x_BxTxD)
-    x_BxTxD = nn.Dropout(cfg.dropout_rate)(x_BxTxD, deterministic=deterministic)
+    x_BxTxD = layers.dropout(cfg.dropout_rate, x_BxTxD, deterministic)
     self_bias = masks.mask_to_bias(
         masks.decoder_only_mask(target_tokens_BxT, segment_ids_BxT, None, prefix=False))
     pos_BxT = (positions.default_positions(input_tokens_BxT.shape[-1]) if positions_BxT is None
@@ -85,7 +85,7 @@ class Decoder(nn.Module):
                               deterministic=deterministic, cross_attention=True,
                               encoded_BxSxD=encoded_BxSxD, cross_bias=cross_bias)
     y_BxTxD = layers.RMSNorm(cfg.norm_epsilon, cfg.activation_dtype, name="decoder_norm")(x_BxTxD)
-    return nn.Dropout(cfg.dropout_rate)(y_BxTxD, deterministic=deterministic)
+    return layers.dropout(cfg.dropout_rate, y_BxTxD, deterministic)
 
 
 class EncoderDecoderNetwork(nn.Module):

@@ -1,4 +1,4 @@
-"""Shared Transformer blocks (T5.1.1 style): RMS pre-norm, no biases, gated MLP, attention, embedding.
+"""Shared T5.1.1-style blocks: RMS pre-norm, no biases, gated MLP, attention, embedding, logits.
 
 Every parameter and the main activations carry logical axis names (batch, length, embed, mlp, heads,
 kv, vocab, relpos_buckets); experiments/ maps them onto a device mesh with logical axis rules.
@@ -20,6 +20,11 @@ _fan_in = nn.initializers.variance_scaling(1.0, "fan_in", "truncated_normal")
 
 def _constrain(x, axes):
   return nn.with_logical_constraint(x, axes)
+
+
+def dropout(rate: float, x_BxLxD, deterministic: bool):
+  """Dropout shared along the length axis, as t5x (call inside a module's compact method)."""
+  return nn.Dropout(rate, broadcast_dims=(-2,))(x_BxLxD, deterministic=deterministic)
 
 
 class RMSNorm(nn.Module):
@@ -60,7 +65,7 @@ class Embed(nn.Module):
 
 
 class MlpBlock(nn.Module):
-  """Gated (GEGLU / SwiGLU / ReGLU: wi_0, wi_1) or plain (ReLU / GELU: wi) feed-forward, no biases."""
+  """Gated (GEGLU / SwiGLU / ReGLU: wi_0, wi_1) or plain (ReLU / GELU: wi) MLP, no biases."""
 
   config: TransformerConfig
   deterministic: bool = True

@@ -46,7 +46,8 @@ class BaseModel:
     self.config = config
 
   # --- network call, per architecture -------------------------------------------------------
-  def _apply(self, params, batch: Batch, dropout_rng=None, mutable=False, extra_vars=None):
+  def apply(self, params, batch: Batch, dropout_rng=None, mutable=False, extra_vars=None):
+    """The network's logits on `batch`; extra_vars / mutable reach other flax collections."""
     raise NotImplementedError
 
   def _init_batch(self, input_shapes: Mapping[str, tuple]) -> dict:
@@ -54,7 +55,7 @@ class BaseModel:
 
   def logits(self, params, batch: Batch, dropout_rng=None):
     """float32 [B, L, padded vocab] logits (padded rows already masked to -1e9)."""
-    return self._apply(params, batch, dropout_rng)
+    return self.apply(params, batch, dropout_rng)
 
   # --- model API -----------------------------------------------------------------------------
   def input_shapes(self, batch_size: int, task_feature_lengths: Mapping[str, int],
@@ -78,7 +79,7 @@ class BaseModel:
 
   def loss_fn(self, params, batch: Batch, dropout_rng=None):
     """Summed weighted cross-entropy + z_loss * summed weighted logsumexp^2, and scalar metrics."""
-    logits_BxLxV = self._apply(params, batch, dropout_rng)
+    logits_BxLxV = self.apply(params, batch, dropout_rng)
     targets_BxL = batch["decoder_target_tokens"]
     weights_BxL = batch["decoder_loss_weights"].astype(jnp.float32)
     ce_BxL, lse_BxL, correct_BxL = _weighted_token_stats(logits_BxLxV, targets_BxL)
@@ -99,7 +100,7 @@ class BaseModel:
 
   def token_log_probs(self, params, batch: Batch):
     """float32 [B, L] log p(target token), zero where decoder_loss_weights == 0."""
-    logits_BxLxV = self._apply(params, batch, None)
+    logits_BxLxV = self.apply(params, batch, None)
     targets_BxL = batch["decoder_target_tokens"]
     ce_BxL, _, _ = _weighted_token_stats(logits_BxLxV, targets_BxL)
     return jnp.where(batch["decoder_loss_weights"] != 0, -ce_BxL, 0.0)
@@ -135,7 +136,7 @@ class DecoderOnlyModel(BaseModel):
         decoder_causal_attention=batch.get("decoder_causal_attention"),
     )
 
-  def _apply(self, params, batch, dropout_rng=None, mutable=False, extra_vars=None):
+  def apply(self, params, batch, dropout_rng=None, mutable=False, extra_vars=None):
     variables = {"params": params, **(extra_vars or {})}
     rngs = None if dropout_rng is None else {"dropout": dropout_rng}
     return self.module.apply(variables, **self._call_kwargs(batch),
@@ -169,7 +170,7 @@ class EncoderDecoderModel(BaseModel):
         encoder_row=batch.get("encoder_row"),
     )
 
-  def _apply(self, params, batch, dropout_rng=None, mutable=False, extra_vars=None):
+  def apply(self, params, batch, dropout_rng=None, mutable=False, extra_vars=None):
     variables = {"params": params, **(extra_vars or {})}
     rngs = None if dropout_rng is None else {"dropout": dropout_rng}
     return self.module.apply(variables, **self._call_kwargs(batch),
@@ -183,10 +184,11 @@ class EncoderDecoderModel(BaseModel):
 @gin.configurable(module="arch.models")
 def get_model(name: str = gin.REQUIRED, config: Optional[config_lib.TransformerConfig] = None,
               vocabulary: Any = None) -> BaseModel:
-  """Builds 'causal_decoder' | 'non_causal_decoder' | 'encoder_decoder' (gin: MODEL = @get_model())."""
+  """Builds 'causal_decoder' | 'non_causal_decoder' | 'encoder_decoder' (MODEL = @get_model())."""
   if name not in MODEL_NAMES:
     raise ValueError(f"get_model.name = {name!r} is not an architecture: expected one of "
-                     f"{MODEL_NAMES} (gin binding `get_model.name`, set by gin_configs/arch/*.gin).")
+                     f"{MODEL_NAMES} (gin binding `get_model.name`, set by "
+                     f"gin_configs/arch/*.gin).")
   config = config_lib.TransformerConfig() if config is None else config
   config_lib.check_vocabulary(config, vocabulary)
   if name == "encoder_decoder":

@@ -97,7 +97,7 @@ def _is_layer_key(key: str, name: str) -> bool:
 
 
 def unrolled_to_scanned(params, name: str = "layers"):
-  """Converts a checkpoint's `layers_0..N-1` subtrees into one `layers` subtree stacked on axis 0."""
+  """Turns `layers_0..N-1` subtrees into one `layers` subtree stacked on axis 0 (scan layout)."""
   if not isinstance(params, dict):
     return params
   keys = sorted((k for k in params if _is_layer_key(k, name)), key=lambda k: int(k.split("_")[-1]))

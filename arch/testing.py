@@ -1,4 +1,4 @@
-"""Helpers for tests and smoke runs: a tiny config, synthetic seqio-style batches, input gradients."""
+"""Test and smoke-run helpers: a tiny config, synthetic seqio-style batches, input gradients."""
 
 from __future__ import annotations
 
@@ -99,19 +99,19 @@ def encdec_batch(rng: np.random.RandomState, batch: int, in_length: int, out_len
 
 def zero_perturbations(model, params, batch):
   """The zero 'perturbations' added to every embedded input (for input-gradient tests)."""
-  apply = lambda p, b: model._apply(p, b, mutable=["perturbations"])[1]  # pylint: disable=protected-access  # noqa: E731
+  apply = lambda p, b: model.apply(p, b, mutable=["perturbations"])[1]  # noqa: E731
   return jax.jit(apply)(params, batch)["perturbations"]
 
 
 def input_dependence(model, params, batch, row: int = 0):
-  """{perturbation path: [L_out, B, L_in]} norms of d(log p(target_t) of `row`) / d(embedded input).
+  """{perturbation path: [L_out, B, L_in]}: norms of d log p(target_t of `row`) / d embedded input.
 
   Entry [t, b, j] is exactly zero when output t of `row` cannot see input position j of row b.
   """
   perts = zero_perturbations(model, params, batch)
 
   def log_probs_L(p):
-    logits_BxLxV = model._apply(params, batch, extra_vars={"perturbations": p})  # pylint: disable=protected-access
+    logits_BxLxV = model.apply(params, batch, extra_vars={"perturbations": p})
     logp_BxLxV = jax.nn.log_softmax(logits_BxLxV, axis=-1)
     tgt = batch["decoder_target_tokens"]
     return jnp.take_along_axis(logp_BxLxV, tgt[..., None], axis=-1)[row, :, 0]

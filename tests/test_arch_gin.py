@@ -56,7 +56,7 @@ def test_arch_gin_at_tiny_runs_a_forward_pass(arch_gin):
 @pytest.mark.parametrize("size_gin", SIZE_GINS)
 @pytest.mark.parametrize("arch_gin", ["non_causal_decoder.gin", "encoder_decoder.gin"])
 def test_every_size_traces_without_allocating(arch_gin, size_gin):
-  """Shapes of init and of a loss evaluation at the real size, via eval_shape (nothing allocated)."""
+  """Init and a loss evaluation at the real size, traced by eval_shape (nothing allocated)."""
   model = _model_from_gin(f"arch/{arch_gin}", f"sizes/{size_gin}")
   shapes = model.input_shapes(2, LENGTHS[model.name])
   params = jax.eval_shape(lambda: model.get_initial_variables(jax.random.PRNGKey(0), shapes))

@@ -87,7 +87,8 @@ def test_packed_example_scores_as_if_alone(name, scheme):
     alone = testing.decoder_batch(rng, 1, 10, 200, pad_from=5)
     t = np.asarray(alone["decoder_target_tokens"]).copy()
     t[:, :5] = tgt
-    alone = {"decoder_target_tokens": t, "decoder_input_tokens": np.pad(t[:, :-1], ((0, 0), (1, 0))),
+    alone = {"decoder_target_tokens": t,
+             "decoder_input_tokens": np.pad(t[:, :-1], ((0, 0), (1, 0))),
              "decoder_loss_weights": (t > 0).astype(np.int32)}
     sl_packed, sl_alone = np.s_[:, 3:8], np.s_[:, 0:5]
   else:
