@@ -343,6 +343,21 @@ def format_dry_run(rows: Sequence[dict]) -> str:
 # Entry point.
 
 
+def enable_compilation_cache(path: str | None) -> str | None:
+  """Persists XLA executables: cells of one architecture and shape recompile the same steps."""
+  import jax  # pylint: disable=g-import-not-at-top
+  if not path or jax.config.jax_compilation_cache_dir:
+    return jax.config.jax_compilation_cache_dir or None
+  jax.config.update("jax_compilation_cache_dir", path)
+  jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
+  return path
+
+
+def _default_cache_dir() -> str:
+  from objectives import vocab  # pylint: disable=g-import-not-at-top
+  return str(vocab.cache_dir() / "jax_compilation_cache")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
   argv = list(sys.argv[1:] if argv is None else argv)
   try:
@@ -356,6 +371,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                       help="validate every cell, print params / tokens / FLOPs, train nothing")
   parser.add_argument("--print_commands", action="store_true",
                       help="print one launch command per stage (for separate jobs) and exit")
+  parser.add_argument("--compilation_cache_dir", default=None,
+                      help="persistent XLA compilation cache (default: the harness cache folder, "
+                      "$ZEROSHOT_HARNESS_CACHE or ~/.cache/zeroshot_harness; '' disables)")
   args = parser.parse_args(rest)
   if not files:
     parser.error("give the grid with --gin_file=gin_configs/grids/<grid>.gin")
@@ -369,6 +387,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.dry_run:
       rows = dry_run(grid, grid_dir)
       return 1 if any("error" in r for r in rows) else 0
+    enable_compilation_cache(_default_cache_dir() if args.compilation_cache_dir is None
+                             else args.compilation_cache_dir)
     outcome = run_grid(grid, grid_dir)
   except (GridError, gin_utils.GinConfigError) as e:
     print(f"error: {e}", file=sys.stderr)
