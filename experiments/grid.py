@@ -120,7 +120,7 @@ def preflight(stages: Sequence[Stage]) -> dict[str, str]:
       if s.task is not None:
         seqio.get_mixture_or_task(s.task)
     except Exception as e:  # pylint: disable=broad-except
-      errors[s.cell.name] = f"{s.id}: {e}"
+      errors[s.cell.name] = _relative(f"{s.id}: {e}")
   gin.clear_config()
   cells = {s.cell.name for s in stages}
   if errors and set(errors) == cells and len(set(errors.values())) == 1:
@@ -187,6 +187,8 @@ def run_grid(grid: Grid, grid_dir: str, log: Callable[[str], None] = print) -> d
   broken = preflight(stages)
   status: dict[str, dict[str, Any]] = {}
   bar = _progress(len(stages))
+  if bar is not None and not bar.disable and log is print:
+    log = bar.write  # keeps the bar on its own line
   for s in stages:
     entry: dict[str, Any]
     blocked = [d for d in s.depends_on if status.get(d, {}).get("status") != "done"]
@@ -207,7 +209,7 @@ def run_grid(grid: Grid, grid_dir: str, log: Callable[[str], None] = print) -> d
       except KeyboardInterrupt:
         raise
       except Exception as e:  # pylint: disable=broad-except
-        entry = {"status": "failed", "error": f"{type(e).__name__}: {e}"}
+        entry = {"status": "failed", "error": _relative(f"{type(e).__name__}: {e}")}
         log(f"[grid] {s.key}: FAILED: {entry['error']} (traceback in {s.dir}/{ERROR})")
     status[s.key] = entry
     _write_json(os.path.join(grid_dir, STATUS_JSON), status)
@@ -217,6 +219,11 @@ def run_grid(grid: Grid, grid_dir: str, log: Callable[[str], None] = print) -> d
     bar.close()
   failed = [k for k, v in status.items() if v["status"] != "done"]
   return {"status": status, "failed": failed, "stages": stages}
+
+
+def _relative(text: str) -> str:
+  """Messages name run folders as the user gave them (relative), not this machine's paths."""
+  return text.replace(os.getcwd() + os.sep, "")
 
 
 def _write_error(stage: Stage, message: str) -> None:
