@@ -184,3 +184,28 @@ def test_absent_local_sets_get_rate_zero():
     assert all(rates[tasks.task_name(s)] == 20 for s in families.FAMILIES)
   finally:
     gin.clear_config()
+
+
+def test_t0_train_task_reads_a_local_p3_folder(tmp_path):
+  _write_jsonl(tmp_path / "trec_which_category" / "train.jsonl",
+               [{"inputs": f"What is {i}?", "targets": "a number"} for i in range(5)])
+  _write_jsonl(tmp_path / "imdb_sentiment" / "train.jsonl",
+               [{"inputs": f"Film {i} was great.", "targets": "positive"} for i in range(5)])
+  gin.clear_config()
+  # T5's vocabulary file is not reachable here: the embedded one stands in for the c4 corpus.
+  gin.parse_config([f"objectives.multitask.mtf_options.p3_dir = '{tmp_path}'",
+                    "objectives.tasks.corpus_vocabularies.c4 = "
+                    "@objectives.vocab.embedded_vocabulary()"])
+  try:
+    task = seqio.get_mixture_or_task("t0_train")
+    exs = list(task.get_dataset({"inputs": 32, "targets": 8}, split="train", seed=0,
+                                shuffle=False).take(20).as_numpy_iterator())
+    vocab = task.output_features["targets"].vocabulary
+    targets = {vocab.decode(ex["targets"][:-1].tolist()) for ex in exs}
+    assert targets == {"a number", "positive"}
+  finally:
+    gin.clear_config()
+  gin.parse_config(["objectives.multitask.mtf_options.p3_dir = None"])
+  with pytest.raises(ValueError, match="p3_dir"):
+    seqio.get_mixture_or_task("t0_train").get_dataset({"inputs": 32, "targets": 8})
+  gin.clear_config()
