@@ -150,3 +150,15 @@ def test_accounting_is_layout_independent():
   assert a["matmul_params"] == enc + dec + 32128 * d
   assert a["weight_flops_per_example"] == 6 * (enc * 512 + (dec - n * 2 * d * hk) * 114
                                                + n * 2 * d * hk * 512 + 32128 * d * 114)
+
+
+def test_untied_embeddings_add_an_output_projection():
+  tied = _model_from_gin("arch/causal_decoder.gin", "sizes/small.gin")
+  untied = _model_from_gin("arch/causal_decoder.gin", "sizes/small.gin",
+                           bindings=["arch.config.TransformerConfig.tie_embeddings = False"])
+  a, b = accounting.account(tied), accounting.account(untied)
+  assert b["params"] - a["params"] == 256 * 32128
+  assert b["matmul_params"] == a["matmul_params"]  # the input lookup is not a matmul
+  shapes = untied.input_shapes(1, {"targets": 8})
+  tree = jax.eval_shape(lambda: untied.get_initial_variables(jax.random.PRNGKey(0), shapes))
+  assert tree["params"]["logits_dense"]["kernel"].shape == (256, 32128)

@@ -108,3 +108,15 @@ def test_packed_example_scores_as_if_alone(name, scheme):
   lp_packed = np.asarray(model.token_log_probs(params, packed))[sl_packed]
   lp_alone = np.asarray(model.token_log_probs(params, alone))[sl_alone]
   np.testing.assert_allclose(lp_packed, lp_alone, rtol=1e-4, atol=1e-5)
+
+
+def test_nd_bucketing_option_changes_only_prefixed_batches():
+  causal = models.get_model("non_causal_decoder", testing.tiny_config())
+  bidir = models.get_model("non_causal_decoder",
+                           testing.tiny_config(prefix_bucketing="bidirectional"))
+  rng = np.random.RandomState(2)
+  prefixed = testing.decoder_batch(rng, 2, 10, 200, prefix_lengths=[4, 6])
+  plain = {k: v for k, v in prefixed.items() if k != "decoder_causal_attention"}
+  params = testing.init_params(causal, {k: v.shape for k, v in prefixed.items()})
+  np.testing.assert_array_equal(causal.score_batch(params, plain), bidir.score_batch(params, plain))
+  assert not np.allclose(causal.score_batch(params, prefixed), bidir.score_batch(params, prefixed))
