@@ -1,6 +1,7 @@
 """Bad configurations fail at construction, naming the gin binding and the values allowed."""
 
 import gin
+import jax
 import pytest
 import seqio
 
@@ -70,3 +71,15 @@ def test_padded_vocab_rows_and_defaults_match_the_paper():
 def test_decoder_only_model_rejects_unknown_attention():
   with pytest.raises(ValueError, match="'causal', 'prefix'"):
     models.DecoderOnlyModel(testing.tiny_config(), attention="bidirectional")
+
+
+@pytest.mark.parametrize("activation,mlp_params", [("geglu", ["wi_0", "wi_1", "wo"]),
+                                                   ("swiglu", ["wi_0", "wi_1", "wo"]),
+                                                   ("relu", ["wi", "wo"])])
+def test_activation_choice_shapes_the_mlp(activation, mlp_params):
+  model = models.get_model("causal_decoder", testing.tiny_config(activations=activation))
+  shapes = model.input_shapes(1, {"targets": 8})
+  tree = jax.eval_shape(lambda: model.get_initial_variables(jax.random.PRNGKey(0), shapes))
+  assert sorted(tree["params"]["layers_0"]["mlp"]) == mlp_params
+  batch = {k: jax.ShapeDtypeStruct(s, "int32") for k, s in shapes.items()}
+  assert jax.eval_shape(model.loss_fn, tree["params"], batch)[0].shape == ()
