@@ -7,7 +7,9 @@ Convention (MaxText's): a matmul of an [m, k] by a [k, n] costs 2 m k n FLOPs fo
 backward, so training costs 6 x (parameters in matmuls) x (tokens through them), plus attention's
 two matmuls per layer, 12 x heads x head_dim x (query, key) pairs, with the pairs counted by the
 real shape: a causal block halved, a bidirectional block (encoder, ND prefix) in full, cross-
-attention S_targets x S_inputs. Embedding lookups, norms and softmax are not counted.
+attention S_targets x S_inputs. Embedding lookups, norms and softmax are not counted. An
+"example" is one row of the converted batch (the task feature lengths): a packed row counts as one
+sequence, as dense attention computes it, with the ND prefix block = the 'inputs' length.
 
 Two totals are reported. `train_flops_per_example` is what the hardware does (the encoder-decoder's
 cross-attention keys and values are projections of every encoder token, in every decoder layer);
