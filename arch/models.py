@@ -44,6 +44,7 @@ class BaseModel:
       raise TypeError(f"{type(self).__name__} needs an arch.config.TransformerConfig, got "
                       f"{type(config).__name__}.")
     self.config = config
+    self._init_fns = {}
 
   # --- network call, per architecture -------------------------------------------------------
   def apply(self, params, batch: Batch, dropout_rng=None, mutable=False, extra_vars=None):
@@ -67,10 +68,13 @@ class BaseModel:
 
   def get_initial_variables(self, rng, input_shapes: Mapping[str, tuple]) -> dict:
     """{'params': float32 arrays}, logical-axis boxes removed (see `param_logical_axes`)."""
-    shapes = {k: tuple(v) for k, v in input_shapes.items()}
-    # Jitted: eager initialisation dispatches hundreds of tiny ops one by one (slow on CPU).
-    init = jax.jit(lambda r: {"params": nn.unbox(self._init(r, shapes)["params"])})
-    return init(rng)
+    shapes = tuple(sorted((k, tuple(v)) for k, v in input_shapes.items()))
+    # Jitted (eager init dispatches hundreds of tiny ops one by one) and kept per shapes, so a
+    # second call (eval_shape first, then the real thing) does not compile again.
+    if shapes not in self._init_fns:
+      self._init_fns[shapes] = jax.jit(
+          lambda r: {"params": nn.unbox(self._init(r, dict(shapes))["params"])})
+    return self._init_fns[shapes](rng)
 
   def param_logical_axes(self, input_shapes: Mapping[str, tuple]):
     """A PartitionSpec of logical axis names per parameter, same tree as the params."""
