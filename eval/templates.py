@@ -39,6 +39,10 @@ class TemplateError(ValueError):
   """A template that cannot be loaded or cannot render an example."""
 
 
+class SkipExample(Exception):
+  """Raised by a template that does not apply to an example (T0 drops those examples)."""
+
+
 def _field_from(err: Exception) -> str:
   m = _UNDEFINED_RE.search(str(err))
   return (m.group(1) or m.group(2)) if m else str(err)

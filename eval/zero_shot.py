@@ -52,10 +52,25 @@ def _plan_task(examples: list[dict], templates: Sequence[templates_lib.Template]
   for t in templates:
     rows = []
     for ex in examples:
-      prompts, choices, gold = t.render_options(ex)
+      try:
+        prompts, choices, gold = t.render_options(ex)
+      except templates_lib.SkipExample:
+        continue
       rows.append(aggregation.RankedExample(tuple(prompts), tuple(choices), gold))
-    plan[t.name] = rows
+    if rows:
+      plan[t.name] = rows
   return plan
+
+
+def get_templates(prompt_source: str = "builtin") -> dict[str, list]:
+  """'builtin' (eval/templates/*.yaml) or 'promptsource' (T0's own prompts for t0_eval)."""
+  templates = templates_lib.builtin_templates()
+  if prompt_source == "promptsource":
+    from eval import promptsource_bridge  # pylint: disable=g-import-not-at-top
+    templates.update(promptsource_bridge.load_t0_templates())
+  elif prompt_source != "builtin":
+    raise ValueError(f"prompt_source = {prompt_source!r}: expected 'builtin' or 'promptsource'.")
+  return templates
 
 
 def evaluate(model: Any, params: Any, vocabulary: Any, suite: str | suites_lib.Suite,
@@ -69,7 +84,7 @@ def evaluate(model: Any, params: Any, vocabulary: Any, suite: str | suites_lib.S
              tfds_data_dir: str | None = None, download: bool = False) -> dict:
   """Scores `suite` and returns (and writes to output_dir/results.json) the results dict."""
   suite = suites_lib.get_suite(suite) if isinstance(suite, str) else suite
-  templates = templates_lib.builtin_templates() if templates is None else templates
+  templates = get_templates() if templates is None else templates
   unknown = sorted({t.templates for t in suite.tasks} - set(templates))
   if unknown:
     raise KeyError(f"Suite {suite.name} needs templates {unknown} that are not loaded; "
@@ -93,7 +108,11 @@ def evaluate(model: Any, params: Any, vocabulary: Any, suite: str | suites_lib.S
       missing[task.name] = "the data set has no examples"
       continue
     chosen = templates[task.templates][:suite.max_prompts]
-    plans[task.name] = (task, _plan_task(examples, chosen))
+    plan = _plan_task(examples, chosen)
+    if not plan:
+      missing[task.name] = "no template applies to any example"
+      continue
+    plans[task.name] = (task, plan)
 
   # One scoring call per kind over every task and prompt: full rows, few compiled shapes.
   eos = (suite.prompt_eos, suite.option_eos)
@@ -162,12 +181,14 @@ def evaluate_checkpoint(model: Any = gin.REQUIRED, vocabulary: Any = gin.REQUIRE
                         scoring_config: rc.ScoringConfig | None = None,
                         max_examples: int | None = None,
                         embedded_examples: int = embedded.DEFAULT_EXAMPLES,
-                        tfds_data_dir: str | None = None, download: bool = False) -> dict:
-  """The gin-configured evaluation: checks the suite first, restores, then evaluates."""
+                        tfds_data_dir: str | None = None, download: bool = False,
+                        prompt_source: str = "builtin") -> dict:
+  """The gin-configured evaluation: checks the suite and prompts first, restores, evaluates."""
   suites_lib.get_suite(suite)  # an unknown suite fails before the restore
+  templates = get_templates(prompt_source)
   params = restore_for_eval(model, checkpoint_path)
   return evaluate(model, params, vocabulary, suite, output_dir, local_data_dir,
-                  scoring_config=scoring_config, max_examples=max_examples,
+                  scoring_config=scoring_config, templates=templates, max_examples=max_examples,
                   embedded_examples=embedded_examples, tfds_data_dir=tfds_data_dir,
                   download=download)
 

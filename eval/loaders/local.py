@@ -97,7 +97,8 @@ def superglue_wsc(path: pathlib.Path) -> list[dict]:
     for f in ("span1_text", "span2_text"):
       _check(isinstance(t.get(f), str), path, line_no, f"target.{f}", "a string", t.get(f))
     out.append({"text": row["text"], "span1_text": t["span1_text"],
-                "span2_text": t["span2_text"], "label": int(row["label"])})
+                "span2_text": t["span2_text"], "span1_index": t.get("span1_index", -1),
+                "span2_index": t.get("span2_index", -1), "label": int(row["label"])})
   return out
 
 
@@ -183,7 +184,7 @@ def winogrande_example(context_options: Sequence[str], continuation: str, label:
   option1, option2 = a[n:], b[n:]
   return {"context_options": list(context_options), "continuation": continuation,
           "sentence": f"{a[:n]}_ {continuation}", "option1": option1, "option2": option2,
-          "label": label}
+          "answer": str(label + 1), "label": label}
 
 
 def winogrande(path: pathlib.Path) -> list[dict]:

@@ -31,7 +31,8 @@ def _anli(ex):
 
 def _wsc(ex):
   yield {"text": _s(ex["text"]), "span1_text": _s(ex["span1_text"]),
-         "span2_text": _s(ex["span2_text"]), "label": int(ex["label"])}
+         "span2_text": _s(ex["span2_text"]), "span1_index": int(ex["span1_index"]),
+         "span2_index": int(ex["span2_index"]), "label": int(ex["label"])}
 
 
 def _wic(ex):
@@ -55,7 +56,7 @@ def _winogrande(ex):
   head, tail = sentence[:blank], sentence[blank + 1:].strip()
   yield {"context_options": [head + o for o in options], "continuation": tail,
          "sentence": sentence, "option1": options[0], "option2": options[1],
-         "label": int(ex["label"])}
+         "answer": str(int(ex["label"]) + 1), "label": int(ex["label"])}
 
 
 _BRACKETS = re.compile(r"\[[^\]]*\]")
@@ -67,13 +68,27 @@ def _clean(text: str) -> str:
 
 def _hellaswag(ex):
   query = _clean(f"{_s(ex['activity_label'])}: {_s(ex['context'])}")
-  yield {"query": query, "choices": [_clean(_s(e)) for e in ex["endings"]],
-         "label": int(ex["label"])}
+  endings = [_clean(_s(e)) for e in ex["endings"]]
+  # ctx / endings / activity_label: the Hugging Face names promptsource's templates read.
+  yield {"query": query, "choices": endings, "label": int(ex["label"]),
+         "ctx": _s(ex["context"]), "ctx_a": _s(ex["context"]), "ctx_b": "", "endings": endings,
+         "activity_label": _s(ex["activity_label"])}
+
+
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
 
 
 def _story_cloze(ex):
-  yield {"query": _s(ex["context"]), "choices": [_s(e) for e in ex["endings"]],
-         "label": int(ex["label"])}
+  context, endings = _s(ex["context"]), [_s(e) for e in ex["endings"]]
+  sentences = _SENTENCE_END.split(context.strip())
+  # The four input sentences under Hugging Face's names (promptsource); a context that does not
+  # split into exactly four keeps its tail together in the fourth.
+  sentences = sentences[:3] + [" ".join(sentences[3:])] if len(sentences) >= 4 else (
+      sentences + [""] * (4 - len(sentences)))
+  yield {"query": context, "choices": endings, "label": int(ex["label"]),
+         **{f"input_sentence_{i + 1}": s for i, s in enumerate(sentences)},
+         "sentence_quiz1": endings[0], "sentence_quiz2": endings[1],
+         "answer_right_ending": int(ex["label"]) + 1}
 
 
 def _openbookqa(ex):

@@ -1,0 +1,76 @@
+"""Rank-classification throughput: the embedded suite scored by each architecture, packed or not.
+
+  python -m benchmarks.eval_throughput [--size=tiny] [--examples=200] [--archs=causal_decoder,...]
+
+Prints one JSON object: per architecture and packing mode the pairs scored, the seconds (first call,
+compiles included, and a second call, compiled), pairs/s, the compiled shapes, and the load average
+of the machine during the run. Never part of the test pass/fail.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+
+import jax
+
+from arch import config as config_lib
+from arch import models
+from eval import rank_classification as rc
+from eval import zero_shot
+
+_SIZES = {
+    "tiny": dict(emb_dim=32, num_heads=4, head_dim=8, mlp_dim=64, num_layers=2,
+                 num_encoder_layers=2, num_decoder_layers=2),
+    "small": dict(emb_dim=256, num_heads=4, head_dim=64, mlp_dim=1024, num_layers=4,
+                  num_encoder_layers=4, num_decoder_layers=4),
+}
+
+
+def _count_pairs(results: dict) -> int:
+  return sum(p["n"] for t in results["tasks"].values() for p in t["prompts"].values())
+
+
+def measure(arch: str, size: str, examples: int, pack: bool, vocabulary) -> dict:
+  cfg = config_lib.TransformerConfig(vocab_size=vocabulary.vocab_size, **_SIZES[size])
+  model = models.get_model(arch, cfg)
+  shapes = model.input_shapes(1, {"inputs": 8, "targets": 8})
+  params = jax.jit(lambda r: model.get_initial_variables(r, shapes))(jax.random.PRNGKey(0))
+  scorer = rc.ModelScorer(model, params["params"], vocabulary,
+                          rc.ScoringConfig(pack=pack, progress=False))
+  out = {"arch": arch, "size": size, "pack": pack}
+  for label in ("first_s", "second_s"):
+    start = time.perf_counter()
+    results = zero_shot.evaluate(model, None, vocabulary, "embedded", scorer=scorer,
+                                 embedded_examples=examples)
+    out[label] = round(time.perf_counter() - start, 3)
+  out["examples_x_prompts"] = _count_pairs(results)
+  out["examples_per_s"] = round(out["examples_x_prompts"] / out["second_s"], 1)
+  out["compiled_shapes"] = len(scorer.shapes_compiled)
+  out["medians"] = {k: round(v["median"], 3) for k, v in results["tasks"].items()}
+  return out
+
+
+def main() -> None:
+  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  parser.add_argument("--size", default="tiny", choices=sorted(_SIZES))
+  parser.add_argument("--examples", type=int, default=200)
+  parser.add_argument("--archs", default=",".join(models.MODEL_NAMES))
+  parser.add_argument("--no_unpacked", action="store_true", help="skip the unpacked baseline")
+  args = parser.parse_args()
+  from objectives import vocab  # pylint: disable=g-import-not-at-top
+  vocabulary = vocab.embedded_vocabulary()
+  load_before = os.getloadavg()
+  runs = []
+  for arch in args.archs.split(","):
+    for pack in (True,) if args.no_unpacked else (True, False):
+      runs.append(measure(arch, args.size, args.examples, pack, vocabulary))
+  print(json.dumps({"benchmark": "eval_throughput", "suite": "embedded", "runs": runs,
+                    "loadavg_before": load_before, "loadavg_after": os.getloadavg(),
+                    "cpu_count": os.cpu_count(), "backend": jax.default_backend()}, indent=1))
+
+
+if __name__ == "__main__":
+  main()
