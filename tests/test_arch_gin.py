@@ -12,7 +12,6 @@ import numpy as np
 import pytest
 
 from arch import accounting
-from arch import models
 from arch import testing
 from experiments import gin_utils
 

@@ -4,7 +4,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-import seqio
 import tensorflow as tf
 
 from arch import models
