@@ -2,9 +2,9 @@
 
   python -m benchmarks.eval_throughput [--size=tiny] [--examples=200] [--archs=causal_decoder,...]
 
-Prints one JSON object: per architecture and packing mode the pairs scored, the seconds (first call,
-compiles included, and a second call, compiled), pairs/s, the compiled shapes, and the load average
-of the machine during the run. Never part of the test pass/fail.
+Prints one JSON line per architecture and packing mode: examples x prompts scored, the seconds of a
+first call (compiles included) and a second (compiled), examples/s, the compiled shapes, and the
+load average around the run. Never part of the test pass/fail.
 """
 
 from __future__ import annotations
@@ -62,14 +62,14 @@ def main() -> None:
   args = parser.parse_args()
   from objectives import vocab  # pylint: disable=g-import-not-at-top
   vocabulary = vocab.embedded_vocabulary()
-  load_before = os.getloadavg()
-  runs = []
   for arch in args.archs.split(","):
     for pack in (True,) if args.no_unpacked else (True, False):
-      runs.append(measure(arch, args.size, args.examples, pack, vocabulary))
-  print(json.dumps({"benchmark": "eval_throughput", "suite": "embedded", "runs": runs,
-                    "loadavg_before": load_before, "loadavg_after": os.getloadavg(),
-                    "cpu_count": os.cpu_count(), "backend": jax.default_backend()}, indent=1))
+      load_before = os.getloadavg()
+      run = measure(arch, args.size, args.examples, pack, vocabulary)
+      print(json.dumps({"benchmark": "eval_throughput", "suite": "embedded", **run,
+                        "loadavg_before": load_before, "loadavg_after": os.getloadavg(),
+                        "cpu_count": os.cpu_count(), "backend": jax.default_backend()}),
+            flush=True)
 
 
 if __name__ == "__main__":

@@ -158,6 +158,27 @@ class ModelScorer:
             pos += n
         yield feats, spans
 
+  def _decoder_rows_of(self, enc_row: list[_Item], by_prompt: dict,
+                       dec_len: int) -> list[list[tuple[int, _Item]]]:
+    """Options of an encoder row's prompts packed first-fit into decoder rows of dec_len."""
+    rows: list[list[tuple[int, _Item]]] = []
+    room: list[int] = []
+    segs: list[set[int]] = []
+    for seg, p in enumerate(enc_row, start=1):
+      for it in by_prompt[tuple(p.prompt)]:
+        n = len(it.option)
+        for r in range(len(rows) if self.config.pack else 0):
+          if room[r] >= n and seg not in segs[r]:
+            rows[r].append((seg, it))
+            room[r] -= n
+            segs[r].add(seg)
+            break
+        else:
+          rows.append([(seg, it)])
+          room.append(dec_len - n)
+          segs.append({seg})
+    return rows
+
   def _ed_batches(self, items: list[_Item]) -> Iterable[tuple[dict, list]]:
     """Encoder-decoder batches that encode every distinct prompt once."""
     by_prompt: dict[tuple, list[_Item]] = {}
@@ -166,26 +187,14 @@ class ModelScorer:
     prompts = [_Item(-1, list(p), []) for p in by_prompt]
     pack = self.config.pack
     for enc_len, enc_rows in _pack_by_bucket(prompts, self.config, lambda it: it.length):
-      # Decoder rows of each encoder row: at most one option per prompt (segment) in a row.
-      groups = []  # per encoder row: list of decoder rows, each a list of (segment, item)
-      for enc_row in enc_rows:
-        dec_rows: list[list[tuple[int, _Item]]] = []
-        for seg, p in enumerate(enc_row, start=1):
-          for k, it in enumerate(by_prompt[tuple(p.prompt)]):
-            if not pack:
-              dec_rows.append([(seg, it)])
-            else:
-              while len(dec_rows) <= k:
-                dec_rows.append([])
-              dec_rows[k].append((seg, it))
-        groups.append(dec_rows)
-      longest = max(sum(len(it.option) for _, it in row) for g in groups for row in g)
-      dec_len = max(16, _next_pow2(longest))
+      # Decoder rows of length dec_len, each tied to one encoder row and holding at most one
+      # option per prompt (segment) of it, so options never attend to each other.
+      longest = max(len(it.option) for p in prompts for it in by_prompt[tuple(p.prompt)])
+      dec_len = max(_next_pow2(longest), self.config.row_length // 2) if pack else max(
+          16, _next_pow2(longest))
+      groups = [self._decoder_rows_of(enc_row, by_prompt, dec_len) for enc_row in enc_rows]
       enc_per_batch = self._rows_per_batch(enc_len)
-      # Enough decoder rows for the average encoder row's options, rounded up to a power of two.
-      mean_dec = sum(len(g) for g in groups) / len(groups)
-      dec_per_batch = _next_pow2(max(max(len(g) for g in groups),
-                                     int(np.ceil(mean_dec * enc_per_batch))))
+      dec_per_batch = max(max(len(g) for g in groups), self._rows_per_batch(dec_len))
       for batch_groups in _chunk_groups(groups, enc_per_batch, dec_per_batch):
         feats = {**_zeros(enc_per_batch, enc_len, _encoder_keys(pack)),
                  **_zeros(dec_per_batch, dec_len, _decoder_keys(pack, causal=False))}
