@@ -27,12 +27,41 @@ from experiments import trainer as trainer_lib
 # Macros a run must bind (the run gin files mark them %gin.REQUIRED).
 REQUIRED_MACROS = ("MODEL", "MODEL_DIR", "MIXTURE_OR_TASK_NAME", "TASK_FEATURE_LENGTHS",
                    "TRAIN_STEPS", "BATCH_SIZE")
-# Set by tests only: SIGKILL this process right after the given step (a real kill -9 mid-run).
-_KILL_AT_STEP_ENV = "ZEROSHOT_HARNESS_KILL_AT_STEP"
+# Set by tests only: "STEP[:SIGNAL]" sends this process SIGKILL (default) or e.g. SIGTERM right
+# after that step, a real kill -9 or preemption mid-run.
+_SIGNAL_AT_STEP_ENV = "ZEROSHOT_HARNESS_SIGNAL_AT_STEP"
 
 
 class NonFiniteError(FloatingPointError):
   """The loss or the gradients became NaN or Inf."""
+
+
+class Preempted(RuntimeError):
+  """SIGTERM arrived: a checkpoint of the current step was saved; rerun the command to resume."""
+
+
+class _PreemptionFlag:
+  """Turns SIGTERM (what schedulers send before evicting a job) into a flag the loop checks."""
+
+  def __init__(self):
+    self.raised = False
+    self._previous = None
+
+  def __enter__(self):
+    try:
+      self._previous = signal.signal(signal.SIGTERM, self._handle)
+    except ValueError:  # not the main thread (e.g. a grid running cells in threads)
+      self._previous = None
+    return self
+
+  def _handle(self, signum, frame):
+    del signum, frame
+    self.raised = True
+
+  def __exit__(self, *exc):
+    if self._previous is not None:
+      signal.signal(signal.SIGTERM, self._previous)
+    return False
 
 
 @gin.configurable(module="experiments.train")
@@ -64,10 +93,14 @@ def train(
       optimizer=optimizer, num_microbatches=num_microbatches,
       checkpoint_period=checkpoint_period, log_period=log_period,
       initial_checkpoint_path=initial_checkpoint_path)
-  model_dir = cfg.model_dir
   partitioner = partitioner or partitioning.Partitioner()
   input_shapes = model.input_shapes(batch_size, task_feature_lengths)
-  builder = trainer_lib.StepBuilder(model, optimizer, partitioner, input_shapes, num_microbatches)
+  try:  # shapes only (jax.eval_shape); also checks the batch against the mesh
+    builder = trainer_lib.StepBuilder(model, optimizer, partitioner, input_shapes,
+                                      num_microbatches)
+  except ValueError as e:
+    raise run_config.ConfigError(str(e)) from e
+  model_dir = run_config.check_model_dir(cfg.model_dir)
 
   checkpointer = ckpt_lib.Checkpointer(model_dir, keep=keep_checkpoints,
                                        async_save=async_checkpointing)
@@ -97,12 +130,13 @@ def train(
     meta_base = {"model": run_config.describe_model(model), "task": mixture_or_task_name,
                  "task_feature_lengths": dict(task_feature_lengths), "batch_size": batch_size}
     try:
-      last = _loop(step_fn, builder, state, batches, checkpointer, writer, meta_base,
-                   start_step=start_step, train_steps=train_steps,
-                   checkpoint_period=checkpoint_period, log_period=log_period,
-                   tokens_per_step=run_config.tokens_per_step(input_shapes),
-                   flops_per_step=accounting["flops_per_step"], peak_per_device=peak,
-                   model_dir=model_dir)
+      with _PreemptionFlag() as preemption:
+        last = _loop(step_fn, builder, state, batches, checkpointer, writer, meta_base,
+                     preemption, start_step=start_step, train_steps=train_steps,
+                     checkpoint_period=checkpoint_period, log_period=log_period,
+                     tokens_per_step=run_config.tokens_per_step(input_shapes),
+                     flops_per_step=accounting["flops_per_step"], peak_per_device=peak,
+                     model_dir=model_dir)
     finally:
       writer.close()
   finally:
@@ -139,11 +173,13 @@ def _initial_state(builder, checkpointer, initial_checkpoint_path, seed, train_s
   return builder.make_state(builder.init_params(seed), 0, seed), 0, False
 
 
-def _loop(step_fn, builder, state, batches, checkpointer, writer, meta_base, *, start_step,
-          train_steps, checkpoint_period, log_period, tokens_per_step, flops_per_step,
+def _loop(step_fn, builder, state, batches, checkpointer, writer, meta_base, preemption, *,
+          start_step, train_steps, checkpoint_period, log_period, tokens_per_step, flops_per_step,
           peak_per_device, model_dir) -> dict:
   """Feeds, steps, checks finiteness one step behind, logs and saves; returns the last metrics."""
-  kill_at = int(os.environ.get(_KILL_AT_STEP_ENV, "-1"))
+  kill_spec = os.environ.get(_SIGNAL_AT_STEP_ENV, "-1").split(":")
+  kill_at = int(kill_spec[0])
+  kill_signal = getattr(signal, kill_spec[1] if len(kill_spec) > 1 else "SIGKILL")
   num_devices = jax.device_count()
   bar = _progress_bar(start_step, train_steps)
   pending = None  # (step number, metrics) of the step whose finiteness is not yet checked
@@ -182,7 +218,8 @@ def _loop(step_fn, builder, state, batches, checkpointer, writer, meta_base, *, 
                    values.get("loss_per_token", float("nan")), values.get("accuracy", float("nan")),
                    values["tokens_per_second"], values.get("mfu", float("nan")))
       period_start, period_steps = time.perf_counter(), 0
-    if step % checkpoint_period == 0 or step == train_steps:
+    preempted = preemption.raised
+    if step % checkpoint_period == 0 or step == train_steps or preempted:
       check(*pending)
       batches.save_state(step, keep_steps=checkpointer.all_steps() + [step])
       checkpointer.save(step, state.params, state.train_state_item(),
@@ -190,7 +227,11 @@ def _loop(step_fn, builder, state, batches, checkpointer, writer, meta_base, *, 
     if bar is not None:
       bar.update(1)
     if step == kill_at:
-      os.kill(os.getpid(), signal.SIGKILL)
+      os.kill(os.getpid(), kill_signal)
+    if preempted:
+      checkpointer.wait()
+      raise Preempted(f"SIGTERM: saved step {step} in {checkpointer.directory}; the same "
+                      f"command resumes from it.")
   if pending is not None:
     check(*pending)
   if bar is not None:
@@ -225,8 +266,10 @@ def _log_startup(model, builder, partitioner, accounting, peak_source, start_ste
   logging.info("Resolved gin config:\n%s", gin.config_str())
   logging.info("Model: %s; %s parameters in %d arrays.", run_config.describe_model(model),
                f"{counts['params']:,}", counts["arrays"])
-  logging.info("FLOPs per step: %.4g (%s).", accounting["flops_per_step"] or float("nan"),
-               accounting["convention"])
+  logging.info("FLOPs per step: %.4g (weights %.4g, attention %.4g; convention: %s).",
+               accounting["flops_per_step"] or float("nan"),
+               accounting.get("weight_flops_per_step", float("nan")),
+               accounting.get("attention_flops_per_step", float("nan")), accounting["convention"])
   logging.info("Mesh: %s. Peak: %s.", partitioner.describe(), peak_source)
   logging.info("%s at step %d; training to step %d.", "Resuming" if resumed else "Starting",
                start_step, train_steps)
@@ -270,6 +313,9 @@ def main(argv: Sequence[str]) -> int:
     logging.error("%s", e)
     print(f"error: {e}", file=sys.stderr)
     return 1
+  except Preempted as e:
+    logging.warning("%s", e)
+    return 128 + signal.SIGTERM
   except (run_config.ConfigError, ckpt_lib.CheckpointError, gin_utils.GinConfigError) as e:
     print(f"error: {e}", file=sys.stderr)
     return 2

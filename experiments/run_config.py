@@ -127,7 +127,9 @@ def check_and_prepare(*, model, model_dir, task_name, task_feature_lengths, trai
       ckpt_lib.resolve_step_dir(initial_checkpoint_path)
     except ckpt_lib.CheckpointError as e:
       raise ConfigError(f"INITIAL_CHECKPOINT_PATH: {e}") from e
-  return Prepared(model_dir=check_model_dir(model_dir))
+  if not isinstance(model_dir, (str, os.PathLike)) or not str(model_dir):
+    raise ConfigError(f"MODEL_DIR must be a path string, got {model_dir!r}.")
+  return Prepared(model_dir=pathlib.Path(model_dir))
 
 
 def _check_vocab(model, task) -> None:

@@ -17,7 +17,8 @@ import logging
 import sys
 
 from experiments import distributed
-from experiments.loop import REQUIRED_MACROS, NonFiniteError, import_configurables, main, run, train  # noqa: F401
+from experiments.loop import (  # noqa: F401
+    REQUIRED_MACROS, NonFiniteError, Preempted, import_configurables, main, run, train)
 
 if __name__ == "__main__":
   # Libraries imported above may have configured logging already: take it over.

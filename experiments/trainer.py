@@ -87,7 +87,7 @@ class StepBuilder:
         step=replicated, params=self.params_shardings, opt_state=opt_shardings, rng=replicated)
     abstract_state = TrainState(
         step=jax.ShapeDtypeStruct((), jnp.int32), params=self.abstract_params,
-        opt_state=abstract_opt, rng=jax.ShapeDtypeStruct((2,), jnp.uint32))
+        opt_state=abstract_opt, rng=jax.ShapeDtypeStruct(jax.random.PRNGKey(0).shape, jnp.uint32))
     self.abstract_state = jax.tree_util.tree_map(
         lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s), abstract_state,
         self.state_shardings)

@@ -25,7 +25,7 @@ def _model_metrics(model_dir):
 def _params(model_dir, arch="causal_decoder"):
   model = models.get_model(arch, config_lib.TransformerConfig(
       vocab_size=4100, emb_dim=32, num_heads=4, head_dim=8, mlp_dim=64, num_layers=2,
-      num_encoder_layers=2, num_decoder_layers=2))
+      num_encoder_layers=2, num_decoder_layers=2), vocabulary=None)
   shapes = model.input_shapes(1, {"targets": 64})
   abstract = jax.eval_shape(lambda: model.get_initial_variables(jax.random.PRNGKey(0), shapes))
   return checkpoints.restore_params(model_dir, abstract["params"])
@@ -75,7 +75,7 @@ def test_kill_9_then_rerun_equals_uninterrupted(tmp_path, cd_run):
                                        checkpoint_period=10)
   # SIGKILL right after step 20's asynchronous save was started: that save may be torn.
   killed = testing.run_subprocess(files, bindings,
-                                  env={"ZEROSHOT_HARNESS_KILL_AT_STEP": "20"})
+                                  env={"ZEROSHOT_HARNESS_SIGNAL_AT_STEP": "20"})
   assert killed.returncode == -9, killed.stderr[-2000:]
   survived = checkpoints.Checkpointer(tmp_path).all_steps()
   assert survived and set(survived) <= {10, 20}
@@ -140,3 +140,20 @@ def test_non_finite_loss_stops_naming_the_step_and_keeps_good_checkpoints(tmp_pa
   assert all(np.isfinite(r["loss"]) for r in metrics_lib.read_metrics(tmp_path))
   # The command-line entry point turns it into a non-zero exit status.
   assert train.main(testing.as_flags(files, bindings)) == 1
+
+
+@pytest.mark.slow
+def test_sigterm_saves_the_current_step_and_the_rerun_matches(tmp_path, cd_run, monkeypatch):
+  ref_dir, _ = cd_run
+  files, bindings = testing.tiny_stack("causal_decoder", "full_lm", tmp_path, 40,
+                                       checkpoint_period=10)
+  monkeypatch.setenv("ZEROSHOT_HARNESS_SIGNAL_AT_STEP", "12:SIGTERM")
+  with pytest.raises(train.Preempted, match="saved step 13"):
+    train.run(files, bindings)
+  assert checkpoints.Checkpointer(tmp_path).all_steps() == [10, 13]
+  monkeypatch.delenv("ZEROSHOT_HARNESS_SIGNAL_AT_STEP")
+  assert train.run(files, bindings)["final_step"] == 40
+  for a, b in zip(jax.tree_util.tree_leaves(_params(tmp_path)),
+                  jax.tree_util.tree_leaves(_params(ref_dir))):
+    assert np.array_equal(np.asarray(a), np.asarray(b))
+  assert _model_metrics(tmp_path) == _model_metrics(ref_dir)

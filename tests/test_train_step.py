@@ -39,7 +39,7 @@ def _builder(model, shapes, microbatches, lr=1.0):
     ("encoder_decoder", {"inputs": 16, "targets": 8}),
 ])
 def test_microbatching_equals_the_full_batch(name, lengths):
-  model = models.get_model(name, TINY)
+  model = models.get_model(name, TINY, vocabulary=None)
   shapes, batch = _batch(model, 4, lengths)
   full, micro = _builder(model, shapes, 1), _builder(model, shapes, 4)
   params = full.init_params(0)
@@ -66,7 +66,7 @@ def test_microbatching_equals_the_full_batch(name, lengths):
 
 
 def test_step_reports_non_finite_loss_and_counts_steps():
-  model = models.get_model("causal_decoder", TINY)
+  model = models.get_model("causal_decoder", TINY, vocabulary=None)
   shapes, batch = _batch(model, 2, {"targets": 16})
   builder = _builder(model, shapes, 1, lr=0.01)
   step = builder.compile()
@@ -82,7 +82,7 @@ def test_step_reports_non_finite_loss_and_counts_steps():
 
 
 def test_batch_not_divisible_by_microbatches_is_rejected():
-  model = models.get_model("causal_decoder", TINY)
+  model = models.get_model("causal_decoder", TINY, vocabulary=None)
   shapes = model.input_shapes(6, {"targets": 16})
   with pytest.raises(ValueError, match="num_microbatches 4"):
     _builder(model, shapes, 4)

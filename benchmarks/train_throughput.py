@@ -1,0 +1,135 @@
+"""Steady-state training throughput of the real train step for CD, ND and ED.
+
+  python -m benchmarks.train_throughput --json [--steps=10] [--archs=causal_decoder,...]
+
+Fixed configuration (the issue's): emb 256, 4 layers (ED: 4 + 4), 4 heads x 64, gated MLP 1024
+(GEGLU), vocabulary 32,000 untied, float32, batch 8, 256 token positions per example (CD: 256
+targets; ND: 128 inputs + 128 targets in one 256-row; ED: 128 inputs + 128 targets). It builds the
+trainer's own compiled step (Adafactor, explicit shardings, donated state), runs warm-up steps
+after compilation, then times `--steps` steps on synthetic batches (the input pipeline is measured
+by benchmarks/data_throughput.py). MFU uses arch.accounting's FLOPs and the float32 matmul peak
+measured in the same run. Load average and peak RSS are printed with the figures; this never gates
+tests.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import sys
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+import jax  # noqa: E402
+import numpy as np  # noqa: E402
+
+from arch import accounting  # noqa: E402
+from arch import config as config_lib  # noqa: E402
+from arch import models  # noqa: E402
+from experiments import metrics as metrics_lib  # noqa: E402
+from experiments import optimizers  # noqa: E402
+from experiments import partitioning  # noqa: E402
+from experiments import trainer  # noqa: E402
+
+LENGTHS = {
+    "causal_decoder": {"targets": 256},
+    "non_causal_decoder": {"inputs": 128, "targets": 128},
+    "encoder_decoder": {"inputs": 128, "targets": 128},
+}
+
+
+def benchmark_config(**overrides) -> config_lib.TransformerConfig:
+  fields = dict(vocab_size=32_000, emb_dim=256, num_heads=4, head_dim=64, mlp_dim=1024,
+                num_layers=4, num_encoder_layers=4, num_decoder_layers=4, activations="geglu",
+                tie_embeddings=False, dtype="float32")
+  fields.update(overrides)
+  return config_lib.TransformerConfig(**fields)
+
+
+def synthetic_batch(model, shapes, lengths, seed=0) -> dict[str, np.ndarray]:
+  """Unpacked full rows; ND's prefix marks the first `inputs` positions (+1) bidirectional."""
+  rng = np.random.RandomState(seed)
+  vocab = model.config.vocab_size
+  batch = {k: rng.randint(2, vocab, size=s).astype(np.int32) for k, s in shapes.items()}
+  batch["decoder_loss_weights"] = np.ones(shapes["decoder_loss_weights"], np.int32)
+  if "decoder_causal_attention" in shapes:
+    prefix = lengths["inputs"] + 1
+    rows, width = shapes["decoder_causal_attention"]
+    batch["decoder_causal_attention"] = np.tile(
+        (np.arange(width) < prefix).astype(np.int32), (rows, 1))
+    batch["decoder_loss_weights"] = 1 - batch["decoder_causal_attention"] + (
+        np.arange(width) == prefix - 1).astype(np.int32)
+  return batch
+
+
+def measure(name: str, steps: int, batch_size: int, peak_per_device: float,
+            warmup: int = 2, **config_overrides) -> dict:
+  """Tokens/s and MFU of the compiled train step for one architecture."""
+  model = models.get_model(name, benchmark_config(**config_overrides))
+  lengths = LENGTHS[name]
+  shapes = model.input_shapes(batch_size, lengths, pack=False)
+  opt = optimizers.adafactor(learning_rate=optimizers.rsqrt_schedule())
+  builder = trainer.StepBuilder(model, opt, partitioning.Partitioner(), shapes, 1)
+  t0 = time.perf_counter()
+  step = builder.compile()
+  compile_s = time.perf_counter() - t0
+  state = builder.make_state(builder.init_params(0), 0, 0)
+  batch = trainer.global_batch(synthetic_batch(model, shapes, lengths), builder.batch_shardings)
+  for _ in range(warmup):
+    state, metrics = step(state, batch)
+  jax.block_until_ready(metrics)
+  t0, c0 = time.perf_counter(), time.process_time()
+  for _ in range(steps):
+    state, metrics = step(state, batch)
+  jax.block_until_ready((state, metrics))
+  seconds = (time.perf_counter() - t0) / steps
+  # CPU seconds of this process per step: on a shared machine, a steadier measure of the work.
+  cpu_seconds = (time.process_time() - c0) / steps
+  tokens = batch_size * sum(v for v in lengths.values())
+  counts = accounting.account(model, lengths)
+  flops = counts["train_flops_per_example"] * batch_size
+  return {
+      "arch": name, "tokens_per_step": tokens, "seconds_per_step": seconds,
+      "tokens_per_second": tokens / seconds,
+      "cpu_seconds_per_step": cpu_seconds,
+      "tokens_per_cpu_second": tokens / cpu_seconds,
+      "model_gflops_per_second": flops / seconds / 1e9,
+      "mfu": flops / seconds / jax.device_count() / peak_per_device,
+      "params": counts["params"], "compile_seconds": compile_s,
+      "loss_per_token": float(metrics["loss_per_token"]),
+  }
+
+
+def main(argv=None) -> int:
+  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  parser.add_argument("--json", action="store_true", help="print one JSON object")
+  parser.add_argument("--steps", type=int, default=10)
+  parser.add_argument("--batch_size", type=int, default=8)
+  parser.add_argument("--archs", default="causal_decoder,non_causal_decoder,encoder_decoder")
+  args = parser.parse_args(argv)
+  gflops = metrics_lib.measure_cpu_matmul_gflops() if jax.devices()[0].platform == "cpu" else None
+  peak, peak_source = metrics_lib.peak_flops_per_device(cpu_gflops=gflops)
+  results = [measure(a, args.steps, args.batch_size, peak) for a in args.archs.split(",")]
+  out = {
+      "load_average": list(os.getloadavg()),
+      "matmul_peak_gflops": gflops,
+      "peak_source": peak_source,
+      "device": jax.devices()[0].device_kind,
+      "xla_flags": os.environ.get("XLA_FLAGS", ""),
+      "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+      "results": results,
+  }
+  if args.json:
+    print(json.dumps(out, indent=1))
+  else:
+    for r in results:
+      print(f"{r['arch']:>20}: {r['tokens_per_second']:8.0f} tokens/s, MFU {r['mfu']:.3f}")
+    print(f"load average {out['load_average']}, matmul peak {gflops} GFLOP/s")
+  return 0
+
+
+if __name__ == "__main__":
+  sys.exit(main())
