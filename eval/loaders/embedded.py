@@ -26,7 +26,7 @@ FAMILIES = ("next_line", "cloze", "word_order", "same_speaker")
 DEFAULT_EXAMPLES = 200  # per family; ~equal shares from each held-out play
 _WORD_RE = re.compile(r"^[A-Za-z][a-z]{3,}$")
 _CONTEXT_SPEECHES = 3
-_CONTEXT_WORDS = 80
+_CONTEXT_WORDS = 50
 
 
 def _fmt(speech: plays_lib.Speech) -> str:
@@ -38,7 +38,7 @@ def _tail_words(text: str, n: int) -> str:
 
 
 def _context(speeches, i: int) -> str:
-  """Up to 3 speeches before index i, as training text, keeping only their last 80 words."""
+  """Up to 3 speeches before index i, as training text, keeping only their last 50 words."""
   kept, budget = [], _CONTEXT_WORDS
   for s in reversed(speeches[max(0, i - _CONTEXT_SPEECHES):i]):
     if budget <= 0:
