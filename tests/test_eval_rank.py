@@ -12,13 +12,13 @@ from eval import rank_classification as rc
 
 
 class ByteVocab:
-  """Bytes + 3 (0 pad, 1 EOS, 2 unk), like seqio's ByteVocabulary, without TF in the loop."""
+  """Latin-1 characters + 3 (0 pad, 1 EOS, 2 unk): every id >= 3 decodes to one character."""
 
   eos_id = 1
   vocab_size = 259
 
   def encode(self, text):
-    return [b + 3 for b in text.encode("utf-8")]
+    return [ord(c) + 3 for c in text.encode("latin-1").decode("latin-1")]
 
 
 _CFG = config_lib.TransformerConfig(
@@ -105,8 +105,8 @@ def test_packed_rows_hold_several_pairs_and_ed_encodes_each_prompt_once(model_an
 def test_ed_encode_once_equals_reencoding_with_many_options():
   model = models.get_model("encoder_decoder", _CFG)
   params = _init(model, 2)
-  prompts = [f"prompt number {i} " * (1 + i % 3) for i in range(7)]
-  pairs = [(p, f"option {j}{'!' * j}", True, True) for p in prompts for j in range(4)]
+  prompts = [f"prompt number {i} " * (1 + i % 3) for i in range(5)]
+  pairs = [(p, f"option {j}{'!' * j}", True, True) for p in prompts for j in range(3)]
   vocab = ByteVocab()
   once = rc.ModelScorer(model, params, vocab, rc.ScoringConfig(row_length=64, batch_tokens=256))
   reference = jax.jit(model.score_batch)(params, _seqio_batch(model, pairs, vocab, length=128))
@@ -139,15 +139,15 @@ def test_long_prompts_lose_their_start():
   assert item.prompt[-3:] == ByteVocab().encode("END") and len(item.option) == 4
 
 
-def _greedy_continuation(model, params, vocab, prompt, steps=3):
-  """The model's own greedy continuation of `prompt`, as long as it stays printable ASCII."""
+def _greedy_continuation(model, params, vocab, prompt, steps=2):
+  """The model's own greedy continuation of `prompt` (stops at a pad, EOS or unk id)."""
   logits_fn = jax.jit(model.logits)
   text = ""
   for _ in range(steps):
     batch = _seqio_batch(model, [(prompt, text + "x", False, False)], vocab)
     pos = int(np.flatnonzero(batch["decoder_loss_weights"][0])[-1])
     token = int(np.argmax(np.asarray(logits_fn(params, batch))[0, pos]))
-    if not 35 <= token - 3 < 127:
+    if not 3 <= token < ByteVocab.vocab_size:
       break
     text += chr(token - 3)
   return text
@@ -156,9 +156,9 @@ def _greedy_continuation(model, params, vocab, prompt, steps=3):
 def test_greedy_match_agrees_with_argmax(model_and_params):
   model, params = model_and_params
   vocab = ByteVocab()
-  hits = [(p, c, False, False) for p in ("The cat", "Why", "Hello", "abc", "A b c")
+  hits = [(p, c, False, False) for p in ("The cat", "Why", "Hello")
           if (c := _greedy_continuation(model, params, vocab, p))]
-  assert hits, "no printable greedy continuation found"
+  assert hits, "no greedy continuation found"
   pairs = _PAIRS + hits + [(p, c + c, False, False) for p, c, _, _ in hits]
   batch = _seqio_batch(model, pairs, vocab)
   argmax = np.asarray(jax.jit(lambda p, b: jax.numpy.argmax(model.logits(p, b), -1))(
