@@ -37,16 +37,21 @@ def _tail_words(text: str, n: int) -> str:
   return " ".join(text.split()[-n:])
 
 
-def _context(speeches, i: int) -> str:
-  """Up to 3 speeches before index i, as training text, keeping only their last 50 words."""
-  kept, budget = [], _CONTEXT_WORDS
-  for s in reversed(speeches[max(0, i - _CONTEXT_SPEECHES):i]):
+def _tail(lines: list[tuple[str, str]], n: int = _CONTEXT_WORDS) -> str:
+  """(speaker, text) lines as training text, keeping only their last n words."""
+  kept, budget = [], n
+  for speaker, text in reversed(lines):
     if budget <= 0:
       break
-    words = s.text.split()
-    kept.append(f"{s.speaker}: " + " ".join(words[-budget:]))
+    words = text.split()
+    kept.append(f"{speaker}: " + " ".join(words[-budget:]))
     budget -= len(words)
   return "\n".join(reversed(kept))
+
+
+def _context(speeches, i: int) -> str:
+  """Up to 3 speeches before index i, as training text, keeping only their last 50 words."""
+  return _tail([(s.speaker, s.text) for s in speeches[max(0, i - _CONTEXT_SPEECHES):i]])
 
 
 def _place(rng: random.Random, gold_item, others: list) -> tuple[list, int]:
@@ -88,8 +93,9 @@ def _cloze(play: plays_lib.Play, rng: random.Random, n: int) -> list[dict]:
     words = speech.lines[j].split()
     if len(words) < 5:
       continue
-    earlier = _tail_words(" ".join(speech.lines[:j]), _CONTEXT_WORDS)
-    before = "\n".join([_context(scene.speeches, i), f"{speech.speaker}: {earlier}"]).rstrip()
+    # The last 50 words before the line: earlier speeches, then this speech's earlier lines.
+    lines = [(s.speaker, s.text) for s in scene.speeches[max(0, i - _CONTEXT_SPEECHES):i]]
+    before = _tail(lines + [(speech.speaker, " ".join(speech.lines[:j]))]).rstrip()
     pool = sorted({w.lower(): w for w in before.split() if _WORD_RE.match(w)}.values())
     targets = [k for k, w in enumerate(words) if w in pool and k >= 1]
     if not targets or len(pool) < 4:
@@ -138,7 +144,7 @@ def _same_speaker(play: plays_lib.Play, rng: random.Random, n: int) -> list[dict
     if not pool:
       continue
     b = rng.choice(pool)
-    examples.append({"line1": _tail_words(a.text, 40), "line2": _tail_words(b.text, 40),
+    examples.append({"line1": _tail_words(a.text, 25), "line2": _tail_words(b.text, 25),
                      "label": 0 if want_same else 1, "play": play.title})
   return examples
 
