@@ -1,4 +1,4 @@
-"""Zero-shot evaluation of a checkpoint on a suite, by rank classification.
+r"""Zero-shot evaluation of a checkpoint on a suite, by rank classification.
 
   python -m eval.zero_shot --gin_file=gin_configs/arch/causal_decoder.gin \
     --gin_file=gin_configs/sizes/tiny.gin --gin_file=gin_configs/data/embedded.gin \
@@ -231,6 +231,9 @@ def main(argv: Sequence[str] | None = None) -> int:
   import sys  # pylint: disable=g-import-not-at-top
   from experiments import gin_utils  # pylint: disable=g-import-not-at-top
   argv = sys.argv[1:] if argv is None else list(argv)
+  if any(a in ("-h", "--help") for a in argv):
+    print(__doc__)
+    return 0
   try:
     files, bindings, rest = gin_utils.parse_gin_flags(argv)
     if rest:
