@@ -33,14 +33,15 @@ def _count_pairs(results: dict) -> int:
   return sum(p["n"] for t in results["tasks"].values() for p in t["prompts"].values())
 
 
-def measure(arch: str, size: str, examples: int, pack: bool, vocabulary) -> dict:
+def measure(arch: str, size: str, examples: int, pack: bool, vocabulary,
+            row_length: int = rc.ScoringConfig.row_length) -> dict:
   cfg = config_lib.TransformerConfig(vocab_size=vocabulary.vocab_size, **_SIZES[size])
   model = models.get_model(arch, cfg)
   shapes = model.input_shapes(1, {"inputs": 8, "targets": 8})
   params = jax.jit(lambda r: model.get_initial_variables(r, shapes))(jax.random.PRNGKey(0))
   scorer = rc.ModelScorer(model, params["params"], vocabulary,
-                          rc.ScoringConfig(pack=pack, progress=False))
-  out = {"arch": arch, "size": size, "pack": pack}
+                          rc.ScoringConfig(pack=pack, row_length=row_length, progress=False))
+  out = {"arch": arch, "size": size, "pack": pack, "row_length": row_length}
   for label in ("first_s", "second_s"):
     start = time.perf_counter()
     results = zero_shot.evaluate(model, None, vocabulary, "embedded", scorer=scorer,
@@ -59,13 +60,16 @@ def main() -> None:
   parser.add_argument("--examples", type=int, default=200)
   parser.add_argument("--archs", default=",".join(models.MODEL_NAMES))
   parser.add_argument("--no_unpacked", action="store_true", help="skip the unpacked baseline")
+  parser.add_argument("--row_lengths", default=str(rc.ScoringConfig.row_length),
+                      help="comma-separated minimum row lengths to compare")
   args = parser.parse_args()
   from objectives import vocab  # pylint: disable=g-import-not-at-top
   vocabulary = vocab.embedded_vocabulary()
   for arch in args.archs.split(","):
-    for pack in (True,) if args.no_unpacked else (True, False):
+    for pack, row_length in [(p, int(r)) for p in ((True,) if args.no_unpacked else (True, False))
+                             for r in args.row_lengths.split(",")]:
       load_before = os.getloadavg()
-      run = measure(arch, args.size, args.examples, pack, vocabulary)
+      run = measure(arch, args.size, args.examples, pack, vocabulary, row_length)
       print(json.dumps({"benchmark": "eval_throughput", "suite": "embedded", **run,
                         "loadavg_before": load_before, "loadavg_after": os.getloadavg(),
                         "cpu_count": os.cpu_count(), "backend": jax.default_backend()}),

@@ -61,7 +61,7 @@ class ScoringConfig:
   """Packing and truncation knobs of rank classification."""
 
   pack: bool = True
-  row_length: int = 256  # minimum row length; pairs up to this long share rows
+  row_length: int = 128  # minimum row length; pairs up to this long share rows
   batch_tokens: int = 8192  # rows per batch = max(1, batch_tokens // row length)
   max_length: int = 1024  # decoder-only rows / encoder inputs
   max_target_length: int = 256  # encoder-decoder options
