@@ -24,6 +24,7 @@ import time
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
 from arch import accounting  # noqa: E402
@@ -103,12 +104,86 @@ def measure(name: str, steps: int, batch_size: int, peak_per_device: float,
   }
 
 
+def _cpu_seconds(fn, *args, repeats: int = 3) -> float:
+  jax.block_until_ready(fn(*args))
+  start = time.process_time()
+  for _ in range(repeats):
+    out = fn(*args)
+  jax.block_until_ready(out)
+  return (time.process_time() - start) / repeats
+
+
+def vocab_loss_probe(tokens: int = 2048, emb: int = 256, vocab: int = 32_000, chunk: int = 512,
+                     z_loss: float = 1e-4) -> dict:
+  """CPU seconds of loss+grads of the output projection: materialized logits vs fused chunks.
+
+  The materialized form (what a model's loss usually does) writes [tokens, vocab] logits and
+  walks them several times (logsumexp, target gather, softmax gradient, a transpose for dW). The
+  fused form computes the gradient during the forward pass, chunk by chunk, so each [chunk, vocab]
+  block stays in cache (the "fused linear cross-entropy" trick). Evidence for arch/, where the
+  loss lives; the trainer cannot change it through the model API.
+  """
+  keys = jax.random.split(jax.random.PRNGKey(0), 3)
+  x_NxD = jax.random.normal(keys[0], (tokens, emb))
+  w_DxV = jax.random.normal(keys[1], (emb, vocab)) * 0.05
+  t_N = jax.random.randint(keys[2], (tokens,), 0, vocab)
+
+  def materialized(w_DxV, x_NxD):
+    logits_NxV = x_NxD @ w_DxV
+    lse_N = jax.nn.logsumexp(logits_NxV, -1)
+    target_N = jnp.take_along_axis(logits_NxV, t_N[:, None], -1)[:, 0]
+    return jnp.sum(lse_N - target_N) + z_loss * jnp.sum(lse_N ** 2)
+
+  def chunk_terms(x_CxD, t_C, w_DxV):
+    logits_CxV = x_CxD @ w_DxV
+    max_Cx1 = jnp.max(logits_CxV, -1, keepdims=True)
+    exp_CxV = jnp.exp(logits_CxV - max_Cx1)
+    sum_Cx1 = jnp.sum(exp_CxV, -1, keepdims=True)
+    lse_C = (jnp.log(sum_Cx1) + max_Cx1)[:, 0]
+    onehot_CxV = jnp.arange(vocab)[None, :] == t_C[:, None]
+    target_C = jnp.sum(jnp.where(onehot_CxV, logits_CxV, 0.0), -1)
+    loss = jnp.sum(lse_C - target_C) + z_loss * jnp.sum(lse_C ** 2)
+    dlogits_CxV = (1 + 2 * z_loss * lse_C)[:, None] * (exp_CxV / sum_Cx1) - onehot_CxV
+    return loss, dlogits_CxV @ w_DxV.T, x_CxD.T @ dlogits_CxV
+
+  def fused_forward(w_DxV, x_NxD):
+    n = tokens // chunk
+
+    def body(carry, xs):
+      loss, dw_DxV = carry
+      loss_c, dx_CxD, dw_c = chunk_terms(xs[0], xs[1], w_DxV)
+      return (loss + loss_c, dw_DxV + dw_c), dx_CxD
+
+    (loss, dw_DxV), dx = jax.lax.scan(
+        body, (jnp.zeros(()), jnp.zeros_like(w_DxV)),
+        (x_NxD.reshape(n, chunk, emb), t_N.reshape(n, chunk)))
+    return loss, (dw_DxV, dx.reshape(tokens, emb))
+
+  @jax.custom_vjp
+  def fused(w_DxV, x_NxD):
+    return fused_forward(w_DxV, x_NxD)[0]
+
+  fused.defvjp(fused_forward, lambda res, g: (g * res[0], g * res[1]))
+  grad_a = jax.jit(jax.value_and_grad(materialized, argnums=(0, 1)))
+  grad_b = jax.jit(jax.value_and_grad(fused, argnums=(0, 1)))
+  (loss_a, (dw_a, dx_a)), (loss_b, (dw_b, dx_b)) = grad_a(w_DxV, x_NxD), grad_b(w_DxV, x_NxD)
+  rel = lambda a, b: float(jnp.abs(a - b).max() / jnp.abs(a).max())  # noqa: E731
+  return {
+      "shape": {"tokens": tokens, "emb": emb, "vocab": vocab, "chunk": chunk},
+      "materialized_cpu_seconds": _cpu_seconds(grad_a, w_DxV, x_NxD),
+      "fused_chunked_cpu_seconds": _cpu_seconds(grad_b, w_DxV, x_NxD),
+      "max_rel_diff": {"loss": abs(float(loss_a - loss_b)) / abs(float(loss_a)),
+                       "dw": rel(dw_a, dw_b), "dx": rel(dx_a, dx_b)},
+  }
+
+
 def main(argv=None) -> int:
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("--json", action="store_true", help="print one JSON object")
   parser.add_argument("--steps", type=int, default=10)
   parser.add_argument("--batch_size", type=int, default=8)
   parser.add_argument("--archs", default="causal_decoder,non_causal_decoder,encoder_decoder")
+  parser.add_argument("--no_probe", action="store_true", help="skip the vocab-loss probe")
   args = parser.parse_args(argv)
   gflops = metrics_lib.measure_cpu_matmul_gflops() if jax.devices()[0].platform == "cpu" else None
   peak, peak_source = metrics_lib.peak_flops_per_device(cpu_gflops=gflops)
@@ -122,6 +197,8 @@ def main(argv=None) -> int:
       "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
       "results": results,
   }
+  if not args.no_probe:
+    out["vocab_loss_probe"] = vocab_loss_probe()
   if args.json:
     print(json.dumps(out, indent=1))
   else:
