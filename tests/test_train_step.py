@@ -34,6 +34,7 @@ def _builder(model, shapes, microbatches, lr=1.0):
   return trainer.StepBuilder(model, opt, partitioning.Partitioner(), shapes, microbatches)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name,lengths", [
     ("causal_decoder", {"targets": 24}),
     ("encoder_decoder", {"inputs": 16, "targets": 8}),
