@@ -41,9 +41,30 @@ class Prepared:
   model_dir: pathlib.Path
 
 
+def _macro_problem(arg: str, value: Any) -> str | None:
+  """Why train.<arg>'s value cannot be used (an unset or undefined macro, followed down a chain)."""
+  seen = []
+  while True:
+    text = repr(value)
+    if text == "%gin.REQUIRED":
+      where = f"The gin macro {seen[-1]}" if seen else f"The gin binding train.{arg}"
+      return f"{where} is required but not set"
+    if not (text.startswith("%") and "(" not in text) or len(seen) > 8:
+      if value is None and seen and arg in REQUIRED_ARGS:
+        return f"The gin macro {seen[-1]} is required but not set (it is None)"
+      return None
+    name = text[1:]
+    seen.append(name)
+    try:
+      value = gin.query_parameter(f"%{name}")
+    except ValueError:
+      return f"The gin macro {name} is not defined"
+
+
 def check_required_macros(unused_names: Sequence[str] = ()) -> None:
-  """Required train() arguments are bound, and no argument refers to an unset macro."""
+  """Required train() arguments are bound, and none refers to an unset macro; lists them all."""
   from experiments import loop  # pylint: disable=g-import-not-at-top
+  problems = []
   for arg in inspect.signature(loop.train).parameters:
     try:
       value = gin.query_parameter(f"experiments.train.train.{arg}")
@@ -51,25 +72,14 @@ def check_required_macros(unused_names: Sequence[str] = ()) -> None:
       if arg in REQUIRED_ARGS:
         macro = REQUIRED_ARGS[arg]
         hint = f" (run files bind it to %{macro})" if macro else ""
-        raise ConfigError(
-            f"The gin binding train.{arg} is not set{hint}: add a run file such as "
-            f"gin_configs/runs/pretrain.gin or --gin.experiments.train.train.{arg}=...") from None
+        problems.append(f"The gin binding train.{arg} is not set{hint}: add a run file such as "
+                        f"gin_configs/runs/pretrain.gin")
       continue
-    text = repr(value)
-    if text == "%gin.REQUIRED":
-      raise ConfigError(f"The gin binding train.{arg} is required but set to %gin.REQUIRED.")
-    if text.startswith("%") and "(" not in text:
-      name = text[1:]
-      try:
-        macro_value = gin.query_parameter(f"%{name}")
-      except ValueError:
-        raise ConfigError(
-            f"The gin macro {name} is not defined: add --gin.{name}=... or a gin file that binds "
-            f"it (train.{arg} = %{name}).") from None
-      if repr(macro_value) == "%gin.REQUIRED" or (macro_value is None and arg in REQUIRED_ARGS):
-        raise ConfigError(
-            f"The gin macro {name} is required but not set: add --gin.{name}=... or a gin file "
-            f"that binds it (train.{arg} = %{name}).")
+    problem = _macro_problem(arg, value)
+    if problem:
+      problems.append(f"{problem} (train.{arg}): set it with --gin.<NAME>=... or in a gin file")
+  if problems:
+    raise ConfigError("; ".join(problems) + ".")
 
 
 def _positive_int(name: str, value: Any) -> None:
