@@ -102,7 +102,10 @@ def parse_gin(
     except Exception as e:
       raise GinConfigError(f"--gin binding `{binding}`: {_describe(e)}") from e
   if finalize:
-    gin.finalize()
+    try:
+      gin.finalize()
+    except Exception as e:  # e.g. a macro referenced but never bound.
+      raise GinConfigError(f"gin config (files {list(gin_files)}): {_describe(e)}") from e
 
 
 def _describe(e: Exception) -> str:
