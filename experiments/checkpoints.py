@@ -29,8 +29,13 @@ class CheckpointError(ValueError):
   """A checkpoint is missing, incomplete or incompatible with the requested model."""
 
 
+def absolute(path: str | pathlib.Path) -> pathlib.Path:
+  """A local path made absolute (orbax refuses relative ones), so `runs/x` works as in t5x."""
+  return pathlib.Path(path).expanduser().absolute()
+
+
 def checkpoints_dir(model_dir: str | pathlib.Path) -> pathlib.Path:
-  return pathlib.Path(model_dir) / CHECKPOINTS_SUBDIR
+  return absolute(model_dir) / CHECKPOINTS_SUBDIR
 
 
 def _is_step_dir(path: pathlib.Path) -> bool:
@@ -52,7 +57,7 @@ def _finalized_steps(directory: pathlib.Path) -> list[int]:
 
 def resolve_step_dir(checkpoint_path: str | pathlib.Path) -> pathlib.Path:
   """One step's directory from a MODEL_DIR, its checkpoints dir, or a step dir itself."""
-  path = pathlib.Path(checkpoint_path)
+  path = absolute(checkpoint_path)
   if _is_step_dir(path):
     if not _finalized_steps(path.parent) or int(path.name) not in _finalized_steps(path.parent):
       raise CheckpointError(f"Checkpoint {path} is incomplete (an interrupted save).")

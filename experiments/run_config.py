@@ -91,7 +91,7 @@ def check_model_dir(model_dir: Any) -> pathlib.Path:
   """MODEL_DIR exists (created if needed) and is writable."""
   if not isinstance(model_dir, (str, os.PathLike)) or not str(model_dir):
     raise ConfigError(f"MODEL_DIR must be a path string, got {model_dir!r}.")
-  path = pathlib.Path(model_dir)
+  path = pathlib.Path(model_dir).expanduser().absolute()  # orbax needs absolute paths
   try:
     path.mkdir(parents=True, exist_ok=True)
     with tempfile.NamedTemporaryFile(dir=path, prefix=".write_test_"):

@@ -5,7 +5,7 @@ imported). The plays are split by whole play into `train` and `heldout`; nothing
 is ever trained on (the evaluation families are generated from them).
 
 Cleaning rule (deterministic, applied to every file):
-- `# Title` gives the play's title; `## ACT ...` starts an act; `### SCENE ...` starts a scene.
+- The first `# Title` gives the play's title (later `# ` headings are sections and are dropped); `## ACT ...` starts an act; `### SCENE ...` starts a scene.
 - A line `**NAME**` starts a speech by NAME (kept, upper case as printed).
 - A line that is wholly in italics (`_..._` or `*...*`) is a stage direction and is dropped.
 - In spoken lines, markdown emphasis and editorial marks (`_`, `*`, `\\`, `[`, `]`) are removed,
@@ -108,7 +108,9 @@ def parse_play(path: pathlib.Path) -> Play:
 
   for raw in path.read_text(encoding="utf-8").splitlines():
     if raw.startswith("# "):
-      title = raw[2:].strip()
+      # The first level-1 heading is the title; later ones (EPILOGUE, INDUCTION) are sections.
+      if not scenes and not speeches and title == path.stem:
+        title = raw[2:].strip()
     elif raw.startswith("## "):
       end_scene()
       act, heading = raw[3:].strip(), ""
