@@ -1,6 +1,6 @@
 """T0's training mixture (d4_train) from a local folder of pre-rendered P3 examples.
 
-What a user must have locally (P3_DIR, bound by gin as `objectives.multitask.p3_dir.path`):
+What a user must have locally (P3_DIR, bound by gin as `objectives.multitask.mtf_options.p3_dir`):
 
   P3_DIR/<task>/train.jsonl                     one {"inputs": str, "targets": str} per line, or
   P3_DIR/<task>/train.tfrecord-00000-of-0000N   the layout of the bigscience/P3 release: tf.Example
@@ -78,7 +78,7 @@ def scan(p3_dir: str | pathlib.Path, split: str = "train") -> dict[str, dict]:
   root = pathlib.Path(p3_dir)
   if not root.is_dir():
     raise FileNotFoundError(
-        f"t0_train needs a local folder of P3 examples; objectives.multitask.p3_dir.path = "
+        f"t0_train needs a local folder of P3 examples; objectives.multitask.mtf_options.p3_dir = "
         f"{str(p3_dir)!r} is not a folder. See objectives/multitask/p3.py for the layout.")
   tasks = {}
   for folder in sorted(p for p in root.iterdir() if p.is_dir()):
