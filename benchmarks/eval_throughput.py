@@ -3,8 +3,8 @@
   python -m benchmarks.eval_throughput [--size=tiny] [--examples=200] [--archs=causal_decoder,...]
 
 Prints one JSON line per architecture and packing mode: examples x prompts scored, the seconds of a
-first call (compiles included) and a second (compiled), examples/s, the compiled shapes, and the
-load average around the run. Never part of the test pass/fail.
+first call (compiles included) and a second (compiled), examples/s, the compiled shapes, the
+second call's forward seconds, positions, scored and padding fractions, and the load average. Never part of the test pass/fail.
 """
 
 from __future__ import annotations
@@ -43,6 +43,7 @@ def measure(arch: str, size: str, examples: int, pack: bool, vocabulary,
                           rc.ScoringConfig(pack=pack, row_length=row_length, progress=False))
   out = {"arch": arch, "size": size, "pack": pack, "row_length": row_length}
   for label in ("first_s", "second_s"):
+    scorer.stats = dict.fromkeys(scorer.stats, 0)  # keep the counters of the compiled call only
     start = time.perf_counter()
     results = zero_shot.evaluate(model, None, vocabulary, "embedded", scorer=scorer,
                                  embedded_examples=examples)
@@ -50,6 +51,15 @@ def measure(arch: str, size: str, examples: int, pack: bool, vocabulary,
   out["examples_x_prompts"] = _count_pairs(results)
   out["examples_per_s"] = round(out["examples_x_prompts"] / out["second_s"], 1)
   out["compiled_shapes"] = len(scorer.shapes_compiled)
+  # Most of the time is the forward pass, and of its positions only the scored fraction needs
+  # logits (the unembedding and log-softmax over the vocabulary dominate a tiny model's forward).
+  stats = scorer.stats
+  out["forward_s"] = round(stats["forward_s"], 3)
+  out["batches"] = int(stats["batches"])
+  out["decoder_positions"] = int(stats["decoder_positions"])
+  out["scored_fraction"] = round(stats["scored_tokens"] / max(1, stats["decoder_positions"]), 4)
+  out["padding_fraction"] = round(1 - stats["decoder_tokens"] / max(1, stats["decoder_positions"]),
+                                  4)
   out["medians"] = {k: round(v["median"], 3) for k, v in results["tasks"].items()}
   return out
 

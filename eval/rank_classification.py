@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import sys
+import time
 from typing import Any, Callable, Iterable, Protocol, Sequence
 
 import jax
@@ -79,6 +80,11 @@ class ModelScorer:
     self._greedy = jax.jit(_per_row_greedy(model)) if hasattr(model, "logits") else None
     self._cache: dict[str, list[int]] = {}
     self.shapes_compiled: set[tuple] = set()
+    # Where the time goes (benchmarks/eval_throughput.py prints these): decoder positions run
+    # through the network, those holding a real token, those scored, and seconds spent waiting for
+    # the forward passes.
+    self.stats = dict(batches=0, decoder_positions=0, decoder_tokens=0, scored_tokens=0,
+                      forward_s=0.0)
 
   def _encode(self, text: str) -> list[int]:
     ids = self._cache.get(text)
@@ -124,8 +130,14 @@ class ModelScorer:
     for batch, spans in tqdm.tqdm(batches, desc="scoring", unit="batch", disable=not show,
                                   leave=False):
       self.shapes_compiled.add(tuple(sorted((k, v.shape) for k, v in batch.items())))
+      start = time.perf_counter()
       per_token_BxL = np.asarray(jax.device_get(fn(self.params, batch)))
       targets_BxL = batch["decoder_target_tokens"]
+      self.stats["forward_s"] += time.perf_counter() - start
+      self.stats["batches"] += 1
+      self.stats["decoder_positions"] += targets_BxL.size
+      self.stats["decoder_tokens"] += int(np.count_nonzero(targets_BxL))
+      self.stats["scored_tokens"] += int(np.count_nonzero(batch["decoder_loss_weights"]))
       for index, row, start, end in spans:
         out[index] = reduce(per_token_BxL[row, start:end], targets_BxL[row, start:end])
     return out[[where[p] for p in pairs]]
@@ -188,9 +200,16 @@ class ModelScorer:
     pack = self.config.pack
     for enc_len, enc_rows in _pack_by_bucket(prompts, self.config, lambda it: it.length):
       # Decoder rows of length dec_len, each tied to one encoder row and holding at most one
-      # option per prompt (segment) of it, so options never attend to each other.
-      longest = max(len(it.option) for p in prompts for it in by_prompt[tuple(p.prompt)])
-      dec_len = max(_next_pow2(longest), self.config.row_length // 2) if pack else max(
+      # option per prompt (segment) of it, so options never attend to each other. A decoder row
+      # can hold about one average option per prompt of its encoder row: sizing it to that (not
+      # to the encoder row) keeps padding low, and every decoder position pays for the full
+      # vocabulary's logits while encoder positions do not.
+      options = [[len(it.option) for it in by_prompt[tuple(p.prompt)]] for row in enc_rows
+                 for p in row]
+      longest = max(max(o) for o in options)
+      fill = np.mean([sum(np.mean([len(it.option) for it in by_prompt[tuple(p.prompt)]])
+                          for p in row) for row in enc_rows])
+      dec_len = max(8, _next_pow2(max(longest, int(fill)))) if pack else max(
           16, _next_pow2(longest))
       groups = [self._decoder_rows_of(enc_row, by_prompt, dec_len) for enc_row in enc_rows]
       enc_per_batch = self._rows_per_batch(enc_len)
