@@ -54,9 +54,16 @@ class BaseModel:
     self._init_fns = {}
 
   # --- network call, per architecture -------------------------------------------------------
+  def _call_kwargs(self, batch: Batch) -> dict:
+    """The network's keyword arguments taken from a batch of converted features."""
+    raise NotImplementedError
+
   def apply(self, params, batch: Batch, dropout_rng=None, mutable=False, extra_vars=None):
     """The network's logits on `batch`; extra_vars / mutable reach other flax collections."""
-    raise NotImplementedError
+    variables = {"params": params, **(extra_vars or {})}
+    rngs = None if dropout_rng is None else {"dropout": dropout_rng}
+    return self.module.apply(variables, **self._call_kwargs(batch),
+                             deterministic=dropout_rng is None, rngs=rngs, mutable=mutable)
 
   def _init_batch(self, input_shapes: Mapping[str, tuple]) -> dict:
     return {k: jnp.ones(tuple(s), jnp.int32) for k, s in input_shapes.items()}
@@ -121,7 +128,8 @@ class BaseModel:
     return jnp.sum(self.token_log_probs(params, batch), axis=-1)
 
   def _init(self, rng, input_shapes):
-    raise NotImplementedError
+    batch = self._init_batch(input_shapes)
+    return self.module.init({"params": rng}, **self._call_kwargs(batch), deterministic=True)
 
 
 class DecoderOnlyModel(BaseModel):
@@ -147,16 +155,6 @@ class DecoderOnlyModel(BaseModel):
         decoder_causal_attention=batch.get("decoder_causal_attention"),
     )
 
-  def apply(self, params, batch, dropout_rng=None, mutable=False, extra_vars=None):
-    variables = {"params": params, **(extra_vars or {})}
-    rngs = None if dropout_rng is None else {"dropout": dropout_rng}
-    return self.module.apply(variables, **self._call_kwargs(batch),
-                             deterministic=dropout_rng is None, rngs=rngs, mutable=mutable)
-
-  def _init(self, rng, input_shapes):
-    batch = self._init_batch(input_shapes)
-    return self.module.init({"params": rng}, **self._call_kwargs(batch), deterministic=True)
-
 
 class EncoderDecoderModel(BaseModel):
   """ED; token_log_probs / score_batch accept 'encoder_row' to encode each prompt once."""
@@ -180,16 +178,6 @@ class EncoderDecoderModel(BaseModel):
         decoder_positions=batch.get("decoder_positions"),
         encoder_row=batch.get("encoder_row"),
     )
-
-  def apply(self, params, batch, dropout_rng=None, mutable=False, extra_vars=None):
-    variables = {"params": params, **(extra_vars or {})}
-    rngs = None if dropout_rng is None else {"dropout": dropout_rng}
-    return self.module.apply(variables, **self._call_kwargs(batch),
-                             deterministic=dropout_rng is None, rngs=rngs, mutable=mutable)
-
-  def _init(self, rng, input_shapes):
-    batch = self._init_batch(input_shapes)
-    return self.module.init({"params": rng}, **self._call_kwargs(batch), deterministic=True)
 
 
 @gin.configurable(module="arch.models")
