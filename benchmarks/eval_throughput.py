@@ -20,6 +20,7 @@ from arch import config as config_lib
 from arch import models
 from eval import rank_classification as rc
 from eval import zero_shot
+from experiments import hostenv
 
 _SIZES = {
     "tiny": dict(emb_dim=32, num_heads=4, head_dim=8, mlp_dim=64, num_layers=2,
@@ -82,9 +83,12 @@ def main() -> None:
       run = measure(arch, args.size, args.examples, pack, vocabulary, row_length)
       print(json.dumps({"benchmark": "eval_throughput", "suite": "embedded", **run,
                         "loadavg_before": load_before, "loadavg_after": os.getloadavg(),
-                        "cpu_count": os.cpu_count(), "backend": jax.default_backend()}),
+                        "cpu_count": os.cpu_count(), "backend": jax.default_backend(),
+                        "allocator": hostenv.allocator_summary()}),
             flush=True)
 
 
 if __name__ == "__main__":
+  from experiments import hostenv  # pylint: disable=g-import-not-at-top
+  hostenv.reexec_with_tuned_allocator()  # as the evaluator does (see experiments/hostenv.py)
   main()

@@ -21,6 +21,10 @@ import resource
 import sys
 import time
 
+from experiments import hostenv  # noqa: E402
+
+if __name__ == "__main__":
+  hostenv.reexec_with_tuned_allocator()  # as the trainer does; ZEROSHOT_HARNESS_ALLOCATOR=system: off
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import jax  # noqa: E402
@@ -83,10 +87,12 @@ def measure(name: str, steps: int, batch_size: int, peak_per_device: float,
     state, metrics = step(state, batch)
   jax.block_until_ready(metrics)
   t0, c0 = time.perf_counter(), time.process_time()
+  r0 = resource.getrusage(resource.RUSAGE_SELF)
   for _ in range(steps):
     state, metrics = step(state, batch)
   jax.block_until_ready((state, metrics))
   seconds = (time.perf_counter() - t0) / steps
+  r1 = resource.getrusage(resource.RUSAGE_SELF)
   # CPU seconds of this process per step: on a shared machine, a steadier measure of the work.
   cpu_seconds = (time.process_time() - c0) / steps
   tokens = batch_size * sum(v for v in lengths.values())
@@ -97,6 +103,8 @@ def measure(name: str, steps: int, batch_size: int, peak_per_device: float,
       "tokens_per_second": tokens / seconds,
       "cpu_seconds_per_step": cpu_seconds,
       "tokens_per_cpu_second": tokens / cpu_seconds,
+      "system_cpu_seconds_per_step": (r1.ru_stime - r0.ru_stime) / steps,
+      "page_faults_per_step": (r1.ru_minflt - r0.ru_minflt) / steps,
       "model_gflops_per_second": flops / seconds / 1e9,
       "mfu": flops / seconds / jax.device_count() / peak_per_device,
       "params": counts["params"], "compile_seconds": compile_s,
@@ -194,6 +202,7 @@ def main(argv=None) -> int:
       "peak_source": peak_source,
       "device": jax.devices()[0].device_kind,
       "xla_flags": os.environ.get("XLA_FLAGS", ""),
+      "allocator": hostenv.allocator_summary(),
       "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
       "results": results,
   }

@@ -405,4 +405,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
+  from experiments import hostenv  # pylint: disable=g-import-not-at-top
+  hostenv.reexec_with_tuned_allocator()  # CPU runs: see experiments/hostenv.py
   sys.exit(main())

@@ -18,6 +18,7 @@ from experiments import checkpoints as ckpt_lib
 from experiments import data as data_lib
 from experiments import distributed
 from experiments import gin_utils
+from experiments import hostenv
 from experiments import metrics as metrics_lib
 from experiments import optimizers as optimizers_lib
 from experiments import partitioning
@@ -270,7 +271,8 @@ def _log_startup(model, builder, partitioner, accounting, peak_source, start_ste
                accounting["flops_per_step"] or float("nan"),
                accounting.get("weight_flops_per_step", float("nan")),
                accounting.get("attention_flops_per_step", float("nan")), accounting["convention"])
-  logging.info("Mesh: %s. Peak: %s.", partitioner.describe(), peak_source)
+  logging.info("Mesh: %s. Peak: %s. Host allocator: %s.", partitioner.describe(), peak_source,
+               hostenv.allocator_summary())
   logging.info("%s at step %d; training to step %d.", "Resuming" if resumed else "Starting",
                start_step, train_steps)
 

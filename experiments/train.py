@@ -16,8 +16,13 @@ from __future__ import annotations
 import logging
 import sys
 
-from experiments import distributed
-from experiments.loop import (  # noqa: F401
+from experiments import hostenv
+
+if __name__ == "__main__":
+  hostenv.reexec_with_tuned_allocator()  # before jax starts: see experiments/hostenv.py
+
+from experiments import distributed  # noqa: E402  pylint: disable=g-import-not-at-top
+from experiments.loop import (  # noqa: E402,F401
     REQUIRED_MACROS, NonFiniteError, Preempted, import_configurables, main, run, train)
 
 if __name__ == "__main__":
