@@ -8,6 +8,11 @@ faults and a fifth of the step's CPU time at the benchmark shape. With one arena
 trimming, freed blocks go back to the heap and the next step reuses pages that are already
 mapped (the resident set stays at the run's peak, as with tcmalloc).
 
+The price: every thread shares the one arena, which halves tf.data's rate on the embedded corpus
+(benchmarks/data_throughput.py: FLM 590k -> 370k tokens/s, UL2 decoder 430k -> 170k), still more
+than 100x what the CPU trainer consumes. glibc.malloc.hugetlb=1 alone keeps the arenas but only
+trades the faults for zeroing huge pages (0.27 system CPU-s per step instead of 0.08).
+
 glibc reads these tunables only at start-up, so the command-line entry points call
 `reexec_with_tuned_allocator()` first thing: it replaces the process with the same command line
 and GLIBC_TUNABLES set. It does nothing when GLIBC_TUNABLES is already set (by the user or by
