@@ -9,7 +9,9 @@ trainer's own compiled step (Adafactor, explicit shardings, donated state), runs
 after compilation, then times `--steps` steps on synthetic batches (the input pipeline is measured
 by benchmarks/data_throughput.py). MFU uses arch.accounting's FLOPs and the float32 matmul peak
 measured in the same run. Load average and peak RSS are printed with the figures; this never gates
-tests.
+tests. Like the trainer, it restarts once with the tuned glibc allocator (experiments/hostenv.py);
+`allocator`, `system_cpu_seconds_per_step` and `page_faults_per_step` show its effect, and
+ZEROSHOT_HARNESS_ALLOCATOR=system measures the system default for comparison.
 """
 
 from __future__ import annotations
