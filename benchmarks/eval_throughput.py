@@ -89,6 +89,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-  from experiments import hostenv  # pylint: disable=g-import-not-at-top
   hostenv.reexec_with_tuned_allocator()  # as the evaluator does (see experiments/hostenv.py)
   main()
