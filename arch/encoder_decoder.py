@@ -49,7 +49,7 @@ class Encoder(nn.Module):
                else positions_BxS)
     pos_bias = _self_bias(cfg, pos_BxS, bidirectional=True, name="relpos_bias")
     if pos_bias is not None:
-      bias = bias + pos_bias
+      bias = layers.broadcast_add(bias, pos_bias)
     x_BxSxD = stack.run_stack(cfg, cfg.num_encoder_layers, x_BxSxD, bias, None, pos_BxS,
                               deterministic=deterministic)
     y_BxSxD = layers.RMSNorm(cfg.norm_epsilon, cfg.activation_dtype, name="encoder_norm")(x_BxSxD)
@@ -75,7 +75,7 @@ class Decoder(nn.Module):
                else positions_BxT)
     pos_bias = _self_bias(cfg, pos_BxT, bidirectional=False, name="relpos_bias")
     if pos_bias is not None:
-      self_bias = self_bias + pos_bias
+      self_bias = layers.broadcast_add(self_bias, pos_bias)
     cross_seg = None
     if segment_ids_BxT is not None and encoder_segment_ids_BxS is not None:
       cross_seg = masks.segment_mask(segment_ids_BxT, encoder_segment_ids_BxS)

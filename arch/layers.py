@@ -6,6 +6,8 @@ kv, vocab, relpos_buckets); experiments/ maps them onto a device mesh with logic
 
 from __future__ import annotations
 
+import functools
+import math
 from typing import Optional
 
 import flax.linen as nn
@@ -68,6 +70,57 @@ def _matmul_weight_grad_as_gemm_bwd(residuals, dy_NxO):
 
 _matmul_weight_grad_as_gemm.defvjp(_matmul_weight_grad_as_gemm_fwd,
                                    _matmul_weight_grad_as_gemm_bwd)
+
+
+def broadcast_add(x, y):
+  """x + y with numpy broadcasting; used where a position bias meets the attention-mask bias.
+
+  On CPU, the gradient of an operand broadcast over leading axes (the [1, H, Q, K] relative-position
+  bias added to every batch row) sums those axes as a GEMV with a ones vector: XLA:CPU's YNNPACK
+  reduction over the outer axis of [8, 4, 256, 256] takes about 40 ms, the GEMV under 1 ms. The
+  values agree up to float32 summation order. Other backends keep the plain add.
+  """
+  x_shape, y_shape = tuple(jnp.shape(x)), tuple(jnp.shape(y))
+  if jax.default_backend() != "cpu" or x_shape == y_shape:
+    return x + y
+  return _add_with_gemv_unbroadcast(x_shape, y_shape, x, y)
+
+
+def _sum_to_shape(g, shape):
+  """Sums the cotangent g down to the broadcast-compatible `shape`; leading axes as a GEMV."""
+  full = (1,) * (g.ndim - len(shape)) + tuple(shape)
+  lead = 0
+  while lead < g.ndim and full[lead] == 1:
+    lead += 1
+  lead_size = math.prod(g.shape[:lead])
+  if lead_size > 1:
+    summed = jnp.dot(jnp.ones((lead_size,), g.dtype), g.reshape(lead_size, -1),
+                     preferred_element_type=jnp.float32)
+    g = summed.astype(g.dtype).reshape((1,) * lead + g.shape[lead:])
+  rest = tuple(d for d in range(lead, g.ndim) if full[d] == 1 and g.shape[d] != 1)
+  if rest:
+    g = jnp.sum(g, axis=rest, keepdims=True)
+  return g.reshape(shape)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(0, 1))
+def _add_with_gemv_unbroadcast(x_shape, y_shape, x, y):
+  del x_shape, y_shape
+  return x + y
+
+
+def _add_with_gemv_unbroadcast_fwd(x_shape, y_shape, x, y):
+  del x_shape, y_shape
+  return x + y, (jnp.zeros((), x.dtype), jnp.zeros((), y.dtype))
+
+
+def _add_with_gemv_unbroadcast_bwd(x_shape, y_shape, dtypes, g):
+  x_zero, y_zero = dtypes
+  return (_sum_to_shape(g, x_shape).astype(x_zero.dtype),
+          _sum_to_shape(g, y_shape).astype(y_zero.dtype))
+
+
+_add_with_gemv_unbroadcast.defvjp(_add_with_gemv_unbroadcast_fwd, _add_with_gemv_unbroadcast_bwd)
 
 
 def dropout(rate: float, x_BxLxD, deterministic: bool):

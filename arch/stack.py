@@ -43,8 +43,8 @@ class TransformerLayer(nn.Module):
 
     bias = self_bias_BxHxLxL
     if self.own_relpos_table:
-      bias = bias + positions.RelativePositionBias(
-          cfg.num_heads, cfg.relative_num_buckets, name="relpos_bias")(buckets_BxLxL)
+      bias = layers.broadcast_add(bias, positions.RelativePositionBias(
+          cfg.num_heads, cfg.relative_num_buckets, name="relpos_bias")(buckets_BxLxL))
     h_BxLxD = norm("pre_self_attention_norm")(x_BxLxD)
     h_BxLxD = layers.MultiHeadAttention(cfg, self.deterministic, use_rotary, name="self_attention")(
         h_BxLxD, h_BxLxD, bias, pos_BxL, pos_BxL)

@@ -1,4 +1,4 @@
-"""arch.layers.token_matmul: the vocabulary projection's custom weight gradient is exact."""
+"""arch.layers: the CPU-only custom gradients (vocabulary weight gradient, bias unbroadcast) are exact."""
 
 import jax
 import jax.numpy as jnp
@@ -41,3 +41,46 @@ def test_the_vocabulary_projection_uses_it_on_cpu():
   plain = str(jax.make_jaxpr(lambda k: jax.grad(
       lambda k: jnp.sum(layers.token_matmul(x, k)))(k))(kernel))
   assert "optimization_barrier" not in plain
+
+
+@pytest.mark.parametrize("x_shape,y_shape", [
+    ((8, 1, 16, 16), (1, 4, 16, 16)),  # mask bias + relative-position bias (decoder-only)
+    ((8, 4, 16, 16), (1, 1, 16, 16)),  # two leading axes
+    ((1, 4, 6, 6), (3, 4, 6, 6)),      # the first operand broadcast
+    ((2, 3, 5), (2, 1, 5)),            # a middle axis only (plain sum)
+    ((3, 1, 5), (1, 4, 5)),            # leading and middle axes in different operands
+])
+def test_broadcast_add_gives_the_autodiff_gradients(x_shape, y_shape):
+  keys = jax.random.split(jax.random.PRNGKey(1), 3)
+  x = jax.random.normal(keys[0], x_shape)
+  y = jax.random.normal(keys[1], y_shape)
+  ct = jax.random.normal(keys[2], jnp.broadcast_shapes(x_shape, y_shape))
+
+  def loss(x, y, add):
+    return jnp.sum(add(x, y) * ct)
+
+  grads = jax.jit(jax.grad(loss, argnums=(0, 1)), static_argnums=2)
+  dx, dy = grads(x, y, layers.broadcast_add)
+  dx_ref, dy_ref = grads(x, y, jnp.add)
+  np.testing.assert_array_equal(layers.broadcast_add(x, y), x + y)
+  assert dx.shape == x_shape and dy.shape == y_shape
+  np.testing.assert_allclose(dx, dx_ref, rtol=1e-5, atol=1e-5)
+  np.testing.assert_allclose(dy, dy_ref, rtol=1e-5, atol=1e-5)
+  # Against float64 sums of the cotangent.
+  ct64 = np.asarray(ct, np.float64)
+  for g, shape in ((dx, x_shape), (dy, y_shape)):
+    full = (1,) * (ct64.ndim - len(shape)) + shape
+    axes = tuple(d for d in range(ct64.ndim) if full[d] == 1 and ct64.shape[d] != 1)
+    np.testing.assert_allclose(g, ct64.sum(axis=axes, keepdims=True).reshape(shape),
+                               rtol=1e-5, atol=1e-5)
+
+
+def test_broadcast_add_sums_leading_axes_as_a_gemv_on_cpu_only():
+  mask = jnp.zeros((8, 1, 16, 16))
+  relpos = jnp.ones((1, 4, 16, 16))
+  jaxpr = str(jax.make_jaxpr(jax.grad(
+      lambda r: jnp.sum(layers.broadcast_add(mask, r) ** 2)))(relpos))
+  assert ("dot_general" in jaxpr) == (jax.default_backend() == "cpu")
+  same_shape = str(jax.make_jaxpr(jax.grad(
+      lambda r: jnp.sum(layers.broadcast_add(jnp.zeros((1, 4, 16, 16)), r) ** 2)))(relpos))
+  assert "custom_vjp" not in same_shape and "dot_general" not in same_shape
