@@ -83,7 +83,8 @@ def broadcast_add(x, y):
   x_shape, y_shape = tuple(jnp.shape(x)), tuple(jnp.shape(y))
   if jax.default_backend() != "cpu" or x_shape == y_shape:
     return x + y
-  return _add_with_gemv_unbroadcast(x_shape, y_shape, x, y)
+  return _add_with_gemv_unbroadcast((x_shape, jnp.result_type(x)), (y_shape, jnp.result_type(y)),
+                                    x, y)
 
 
 def _sum_to_shape(g, shape):
@@ -104,20 +105,19 @@ def _sum_to_shape(g, shape):
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(0, 1))
-def _add_with_gemv_unbroadcast(x_shape, y_shape, x, y):
-  del x_shape, y_shape
+def _add_with_gemv_unbroadcast(x_aval, y_aval, x, y):
+  """x + y; x_aval and y_aval are the operands' static (shape, dtype), which the cotangents take."""
+  del x_aval, y_aval
   return x + y
 
 
-def _add_with_gemv_unbroadcast_fwd(x_shape, y_shape, x, y):
-  del x_shape, y_shape
-  return x + y, (jnp.zeros((), x.dtype), jnp.zeros((), y.dtype))
+def _add_with_gemv_unbroadcast_fwd(x_aval, y_aval, x, y):
+  del x_aval, y_aval
+  return x + y, None
 
 
-def _add_with_gemv_unbroadcast_bwd(x_shape, y_shape, dtypes, g):
-  x_zero, y_zero = dtypes
-  return (_sum_to_shape(g, x_shape).astype(x_zero.dtype),
-          _sum_to_shape(g, y_shape).astype(y_zero.dtype))
+def _add_with_gemv_unbroadcast_bwd(x_aval, y_aval, _, g):
+  return tuple(_sum_to_shape(g, shape).astype(dtype) for shape, dtype in (x_aval, y_aval))
 
 
 _add_with_gemv_unbroadcast.defvjp(_add_with_gemv_unbroadcast_fwd, _add_with_gemv_unbroadcast_bwd)

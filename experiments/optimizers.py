@@ -170,9 +170,9 @@ def _mean(x, axis: int):
   Only where the rows are fewer than the columns: the outer-axis reduction of a tall matrix
   ([32000, 256] -> [256]) is fast in YNNPACK and keeps jnp.mean's numbers.
   """
-  rows = x.shape[0] if x.ndim else 0
-  if axis != 0 or x.ndim < 2 or rows > x.size // rows or jax.default_backend() != "cpu":
+  if axis != 0 or x.ndim < 2 or jax.default_backend() != "cpu" or x.shape[0] > x.size // x.shape[0]:
     return jnp.mean(x, axis=axis)
+  rows = x.shape[0]
   total = jnp.dot(jnp.ones((rows,), x.dtype), x.reshape(rows, -1),
                   preferred_element_type=jnp.float32)
   return (total / rows).astype(x.dtype).reshape(x.shape[1:])
