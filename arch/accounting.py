@@ -123,7 +123,7 @@ def account_from_gin(model=gin.REQUIRED, task_feature_lengths=None) -> dict:
 
 def main(argv: list[str]) -> int:
   """CLI: gin flags in, one JSON object (--json) or a short table out."""
-  from experiments import gin_utils  # pylint: disable=import-outside-toplevel
+  from experiments.runtime import gin_utils  # pylint: disable=import-outside-toplevel
 
   files, bindings, rest = gin_utils.parse_gin_flags(argv)
   unknown = [a for a in rest if a != "--json"]

@@ -20,7 +20,7 @@ from arch import config as config_lib
 from arch import models
 from eval import rank_classification as rc
 from eval import zero_shot
-from experiments import hostenv
+from experiments.runtime import hostenv
 
 _SIZES = {
     "tiny": dict(emb_dim=32, num_heads=4, head_dim=8, mlp_dim=64, num_layers=2,
@@ -89,5 +89,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-  hostenv.reexec_with_tuned_allocator()  # as the evaluator does (see experiments/hostenv.py)
+  hostenv.reexec_with_tuned_allocator()  # as the evaluator does (see experiments/runtime/hostenv.py)
   main()

@@ -9,7 +9,7 @@ trainer's own compiled step (Adafactor, explicit shardings, donated state), runs
 after compilation, then times `--steps` steps on synthetic batches (the input pipeline is measured
 by benchmarks/data_throughput.py). MFU uses arch.accounting's FLOPs and the float32 matmul peak
 measured in the same run. Load average and peak RSS are printed with the figures; this never gates
-tests. Like the trainer, it restarts once with the tuned glibc allocator (experiments/hostenv.py);
+tests. Like the trainer, it restarts once with the tuned glibc allocator (experiments/runtime/hostenv.py);
 `allocator`, `system_cpu_seconds_per_step` and `page_faults_per_step` show its effect, and
 ZEROSHOT_HARNESS_ALLOCATOR=system measures the system default for comparison.
 """
@@ -23,7 +23,7 @@ import resource
 import sys
 import time
 
-from experiments import hostenv  # noqa: E402
+from experiments.runtime import hostenv  # noqa: E402
 
 if __name__ == "__main__":
   hostenv.reexec_with_tuned_allocator()  # as the trainer does; ZEROSHOT_HARNESS_ALLOCATOR=system: off

@@ -212,7 +212,7 @@ _DEFAULT_BINDINGS = (
 
 def _parse(gin_files: Sequence[str], gin_bindings: Sequence[str]) -> None:
   """Defaults first, then the files and bindings (later wins); required macros checked."""
-  from experiments import gin_utils  # pylint: disable=g-import-not-at-top
+  from experiments.runtime import gin_utils  # pylint: disable=g-import-not-at-top
   gin_utils.parse_gin([], _DEFAULT_BINDINGS, finalize=False)
   gin_utils.parse_gin(gin_files, gin_bindings, finalize=False, clear=False)
   for macro in ("MODEL", "VOCABULARY", "CHECKPOINT_PATH", "EVAL_SUITE"):
@@ -229,7 +229,7 @@ def run(gin_files: Sequence[str], gin_bindings: Sequence[str] = ()) -> dict:
 def main(argv: Sequence[str] | None = None) -> int:
   """The command line: gin flags only; prints a short summary as JSON."""
   import sys  # pylint: disable=g-import-not-at-top
-  from experiments import gin_utils  # pylint: disable=g-import-not-at-top
+  from experiments.runtime import gin_utils  # pylint: disable=g-import-not-at-top
   argv = sys.argv[1:] if argv is None else list(argv)
   if any(a in ("-h", "--help") for a in argv):
     print(__doc__)
@@ -251,6 +251,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-  from experiments import hostenv  # pylint: disable=g-import-not-at-top
-  hostenv.reexec_with_tuned_allocator()  # CPU runs: see experiments/hostenv.py
+  from experiments.runtime import hostenv  # pylint: disable=g-import-not-at-top
+  hostenv.reexec_with_tuned_allocator()  # CPU runs: see experiments/runtime/hostenv.py
   raise SystemExit(main())

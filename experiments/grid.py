@@ -24,7 +24,7 @@ from typing import Any, Callable, Sequence
 import gin
 import seqio
 
-from experiments import gin_utils
+from experiments.runtime import gin_utils
 from experiments import grid_plan
 from experiments import grid_spec
 from experiments import results as results_lib
@@ -405,6 +405,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-  from experiments import hostenv  # pylint: disable=g-import-not-at-top
-  hostenv.reexec_with_tuned_allocator()  # CPU runs: see experiments/hostenv.py
+  from experiments.runtime import hostenv  # pylint: disable=g-import-not-at-top
+  hostenv.reexec_with_tuned_allocator()  # CPU runs: see experiments/runtime/hostenv.py
   sys.exit(main())

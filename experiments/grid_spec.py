@@ -24,7 +24,7 @@ from typing import Any, Mapping, Sequence
 
 import gin
 
-from experiments import gin_utils
+from experiments.runtime import gin_utils
 
 ARCHS = {"causal_decoder": "CD", "non_causal_decoder": "ND", "encoder_decoder": "ED"}
 OBJECTIVES = {"full_lm": "FLM", "prefix_lm": "PLM", "span_corruption": "MLM", "ul2": "UL2"}

@@ -17,8 +17,8 @@ import numpy as np
 from experiments import checkpoints as ckpt_lib
 from experiments import data as data_lib
 from experiments import distributed
-from experiments import gin_utils
-from experiments import hostenv
+from experiments.runtime import gin_utils
+from experiments.runtime import hostenv
 from experiments import metrics as metrics_lib
 from experiments import optimizers as optimizers_lib
 from experiments import partitioning

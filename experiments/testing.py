@@ -8,7 +8,7 @@ import subprocess
 import sys
 from typing import Mapping, Sequence
 
-from experiments import gin_utils
+from experiments.runtime import gin_utils
 
 REPO_ROOT = gin_utils.REPO_ROOT
 

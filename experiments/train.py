@@ -16,10 +16,10 @@ from __future__ import annotations
 import logging
 import sys
 
-from experiments import hostenv
+from experiments.runtime import hostenv
 
 if __name__ == "__main__":
-  hostenv.reexec_with_tuned_allocator()  # before jax starts: see experiments/hostenv.py
+  hostenv.reexec_with_tuned_allocator()  # before jax starts: see experiments/runtime/hostenv.py
 
 from experiments import distributed  # noqa: E402  pylint: disable=g-import-not-at-top
 from experiments.loop import (  # noqa: E402,F401

@@ -8,7 +8,7 @@ import seqio
 from arch import config as config_lib
 from arch import models
 from arch import testing
-from experiments import gin_utils
+from experiments.runtime import gin_utils
 
 
 def _build(*bindings, files=("gin_configs/arch/causal_decoder.gin", "gin_configs/sizes/tiny.gin")):

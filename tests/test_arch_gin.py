@@ -13,7 +13,7 @@ import pytest
 
 from arch import accounting
 from arch import testing
-from experiments import gin_utils
+from experiments.runtime import gin_utils
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 ARCH_GINS = sorted(p.name for p in (REPO / "gin_configs" / "arch").glob("*.gin"))

@@ -57,6 +57,6 @@ def test_unknown_suite_fails_before_any_restore(tmp_path):
 
 
 def test_missing_required_macro_is_named():
-  from experiments import gin_utils
+  from experiments.runtime import gin_utils
   with pytest.raises(gin_utils.GinConfigError, match="CHECKPOINT_PATH"):
     zero_shot.run(_STACK, ["EVAL_SUITE = 'embedded'"])

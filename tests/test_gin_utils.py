@@ -3,7 +3,7 @@
 import gin
 import pytest
 
-from experiments import gin_utils
+from experiments.runtime import gin_utils
 
 
 @gin.configurable

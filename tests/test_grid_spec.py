@@ -6,7 +6,8 @@ import shlex
 import gin
 import pytest
 
-from experiments import gin_utils, grid, grid_plan, grid_spec
+from experiments import grid, grid_plan, grid_spec
+from experiments.runtime import gin_utils
 from experiments.grid_spec import GridError
 
 _LENGTHS = {"full_lm": {"targets": 32}, "prefix_lm": {"inputs": 32, "targets": 32},

@@ -4,7 +4,7 @@ import gin
 import pytest
 
 import objectives
-from experiments import gin_utils
+from experiments.runtime import gin_utils
 
 
 @gin.configurable

@@ -2,7 +2,7 @@
 
 import pytest
 
-from experiments import gin_utils
+from experiments.runtime import gin_utils
 from experiments import run_config
 from experiments import testing
 from experiments import train

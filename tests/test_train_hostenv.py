@@ -1,4 +1,4 @@
-"""The CPU allocator re-exec of the entry points (experiments/hostenv.py)."""
+"""The CPU allocator re-exec of the entry points (experiments/runtime/hostenv.py)."""
 
 import os
 import platform
@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from experiments import hostenv
+from experiments.runtime import hostenv
 
 _GLIBC_LINUX = sys.platform.startswith("linux") and platform.libc_ver()[0] == "glibc"
 
@@ -38,7 +38,7 @@ def test_summary_names_the_settings():
   assert hostenv.allocator_summary({"GLIBC_TUNABLES": "x=1"}) == "GLIBC_TUNABLES=x=1"
 
 
-_PROBE = ("import os, sys; from experiments import hostenv; "
+_PROBE = ("import os, sys; from experiments.runtime import hostenv; "
           "hostenv.reexec_with_tuned_allocator(); "
           "print(os.environ.get('GLIBC_TUNABLES', '-'), os.getpid(), sys.argv[1:])")
 

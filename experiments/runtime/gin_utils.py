@@ -14,7 +14,7 @@ from typing import Callable, Sequence
 
 import gin
 
-REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
+REPO_ROOT = pathlib.Path(__file__).resolve().parents[2]
 _USAGE = (
     "usage: python -m <entry> --gin_file=A.gin [--gin_file=B.gin ...] [--gin.KEY=VALUE ...] "
     "[--gin_bindings='KEY = VALUE' ...]"
