@@ -17,6 +17,10 @@ embedded families are generated from fixed seeds, and nothing depends on the mod
 
 from __future__ import annotations
 
+if __name__ == "__main__":
+  from experiments.runtime import cli
+  cli.start()  # before JAX and TensorFlow load: see experiments/runtime/cli.py
+
 import json
 import logging
 import pathlib
@@ -32,6 +36,8 @@ from eval import rank_classification as rc
 from eval import suites as suites_lib
 from eval import templates as templates_lib
 from eval.loaders import embedded
+from experiments.runtime import checkpoints
+from experiments.runtime import gin_utils
 
 RESULTS_FILE = "results.json"
 
@@ -169,7 +175,6 @@ def write_results(results: Mapping[str, Any], output_dir: str | pathlib.Path) ->
 def restore_for_eval(model: Any, checkpoint_path: str, batch_size: int = 1,
                      feature_lengths: Mapping[str, int] | None = None) -> Any:
   """Parameters of `checkpoint_path` restored into `model`'s tree (mismatch: a clear error)."""
-  from experiments import checkpoints  # pylint: disable=g-import-not-at-top
   lengths = dict(feature_lengths or {"inputs": 8, "targets": 8})
   shapes = model.input_shapes(batch_size, lengths)
   abstract = jax.eval_shape(lambda: model.get_initial_variables(jax.random.PRNGKey(0),
@@ -198,9 +203,14 @@ def evaluate_checkpoint(model: Any = gin.REQUIRED, vocabulary: Any = gin.REQUIRE
 
 gin.external_configurable(rc.ScoringConfig, module="eval.rank_classification")
 
+# The evaluator's own defaults: gin files and --gin. flags may rebind any of them.
 _DEFAULT_BINDINGS = (
+    "CHECKPOINT_PATH = %gin.REQUIRED",
+    "EVAL_SUITE = %gin.REQUIRED",
     "EVAL_OUTPUT_DIR = None",
     "LOCAL_DATA_DIR = None",
+    "DROPOUT_RATE = 0.0",
+    "TINY_FEATURE_LENGTHS = None",
     "eval.zero_shot.evaluate_checkpoint.model = %MODEL",
     "eval.zero_shot.evaluate_checkpoint.vocabulary = %VOCABULARY",
     "eval.zero_shot.evaluate_checkpoint.checkpoint_path = %CHECKPOINT_PATH",
@@ -210,38 +220,23 @@ _DEFAULT_BINDINGS = (
 )
 
 
-def _parse(gin_files: Sequence[str], gin_bindings: Sequence[str]) -> None:
-  """Defaults first, then the files and bindings (later wins); required macros checked."""
-  from experiments.runtime import gin_utils  # pylint: disable=g-import-not-at-top
-  gin_utils.parse_gin([], _DEFAULT_BINDINGS, finalize=False)
-  gin_utils.parse_gin(gin_files, gin_bindings, finalize=False, clear=False)
-  for macro in ("MODEL", "VOCABULARY", "CHECKPOINT_PATH", "EVAL_SUITE"):
-    gin_utils.require_macro(macro)
-  gin.finalize()
+def parse(gin_files: Sequence[str], gin_bindings: Sequence[str]) -> None:
+  """The stack (arch, size, data, ... as training) on top of the evaluator's defaults."""
+  gin_utils.parse_gin(gin_files, gin_bindings, defaults=_DEFAULT_BINDINGS)
 
 
 def run(gin_files: Sequence[str], gin_bindings: Sequence[str] = ()) -> dict:
   """Parses gin afresh (defaults, files, bindings) and evaluates; returns the results dict."""
-  _parse(gin_files, gin_bindings)
+  parse(gin_files, gin_bindings)
   return evaluate_checkpoint()
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-  """The command line: gin flags only; prints a short summary as JSON."""
-  import sys  # pylint: disable=g-import-not-at-top
-  from experiments.runtime import gin_utils  # pylint: disable=g-import-not-at-top
-  argv = sys.argv[1:] if argv is None else list(argv)
-  if any(a in ("-h", "--help") for a in argv):
-    print(__doc__)
-    return 0
-  try:
-    files, bindings, rest = gin_utils.parse_gin_flags(argv)
-    if rest:
-      raise gin_utils.GinConfigError(f"unexpected arguments {rest} (use --gin.KEY=VALUE).")
-    _parse(files, bindings)
-  except gin_utils.GinConfigError as e:
-    print(f"error: {e}", file=sys.stderr)
-    return 2
+def main(argv: Sequence[str]) -> int:
+  """The command line (under experiments.runtime.cli): gin flags only; prints a JSON summary."""
+  files, bindings, rest = gin_utils.parse_gin_flags(argv)
+  if rest:
+    raise gin_utils.GinConfigError(f"unexpected arguments {rest} (use --gin.KEY=VALUE).")
+  parse(files, bindings)
   results = evaluate_checkpoint()
   print(json.dumps({"suite": results["suite"], "aggregate": results["aggregate"],
                     "missing": sorted(results["missing"]),
@@ -251,6 +246,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-  from experiments.runtime import hostenv  # pylint: disable=g-import-not-at-top
-  hostenv.reexec_with_tuned_allocator()  # CPU runs: see experiments/runtime/hostenv.py
-  raise SystemExit(main())
+  cli.run(main, doc=__doc__)

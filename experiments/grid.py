@@ -12,6 +12,10 @@ grid definition; a GRID_DIR holding another definition is refused.
 
 from __future__ import annotations
 
+if __name__ == "__main__":
+  from experiments.runtime import cli
+  cli.start()  # before JAX and TensorFlow load: see experiments/runtime/cli.py
+
 import argparse
 import datetime
 import json
@@ -105,6 +109,17 @@ def import_entry_modules() -> None:
   train.import_configurables()
 
 
+def _parse_stage(stage: Stage) -> None:
+  """Parses and checks a stage's gin as its runner will (finalized: %gin.REQUIRED checked)."""
+  # pylint: disable=g-import-not-at-top
+  if stage.kind == "eval":
+    from eval import zero_shot
+    zero_shot.parse(stage.gin_files, stage.bindings)
+  else:
+    from experiments import loop
+    loop.parse_and_check(stage.gin_files, stage.bindings)
+
+
 def preflight(stages: Sequence[Stage]) -> dict[str, str]:
   """Parses every stage's gin before anything trains: {cell name: error} for broken cells.
 
@@ -116,7 +131,7 @@ def preflight(stages: Sequence[Stage]) -> dict[str, str]:
     if s.cell.name in errors:
       continue
     try:
-      gin_utils.parse_gin(s.gin_files, s.bindings, finalize=False)
+      _parse_stage(s)
       if s.task is not None:
         seqio.get_mixture_or_task(s.task)
     except Exception as e:  # pylint: disable=broad-except
@@ -285,7 +300,7 @@ def account(stage: Stage) -> dict[str, Any]:
   from arch import accounting  # pylint: disable=g-import-not-at-top
   gin_utils.parse_gin(stage.gin_files, list(stage.bindings) + [
       "experiments.grid.model_of.model = %MODEL", "arch.models.get_model.vocabulary = None"],
-                      finalize=False)
+                      finalize=False, defaults=["VOCABULARY = None"])
   try:
     lengths = gin_utils.require_macro("TASK_FEATURE_LENGTHS")
     return accounting.account(model_of(), dict(lengths))
@@ -365,13 +380,9 @@ def _default_cache_dir() -> str:
   return str(vocab.cache_dir() / "jax_compilation_cache")
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-  argv = list(sys.argv[1:] if argv is None else argv)
-  try:
-    files, bindings, rest = gin_utils.parse_gin_flags(argv)
-  except gin_utils.GinConfigError as e:
-    print(f"error: {e}", file=sys.stderr)
-    return 2
+def main(argv: Sequence[str]) -> int:
+  """The command line (under experiments.runtime.cli): 0 all cells done, 1 a cell failed."""
+  files, bindings, rest = gin_utils.parse_gin_flags(argv)
   parser = argparse.ArgumentParser(prog="python -m experiments.grid", description=__doc__,
                                    formatter_class=argparse.RawDescriptionHelpFormatter)
   parser.add_argument("--dry_run", action="store_true",
@@ -383,28 +394,22 @@ def main(argv: Sequence[str] | None = None) -> int:
                       "$ZEROSHOT_HARNESS_CACHE or ~/.cache/zeroshot_harness; '' disables)")
   args = parser.parse_args(rest)
   if not files:
-    parser.error("give the grid with --gin_file=gin_configs/grids/<grid>.gin")
-  try:
-    grid, grid_dir = grid_spec.load(files, bindings)
-    if not grid_dir:
-      raise GridError("GRID_DIR is not set: add --gin.GRID_DIR=\"'runs/<name>'\".")
-    if args.print_commands:
-      print(grid_plan.print_commands(grid_plan.plan(grid, grid_dir)))
-      return 0
-    if args.dry_run:
-      rows = dry_run(grid, grid_dir)
-      return 1 if any("error" in r for r in rows) else 0
-    enable_compilation_cache(_default_cache_dir() if args.compilation_cache_dir is None
-                             else args.compilation_cache_dir)
-    outcome = run_grid(grid, grid_dir)
-  except (GridError, gin_utils.GinConfigError) as e:
-    print(f"error: {e}", file=sys.stderr)
-    return 2
+    raise GridError("give the grid with --gin_file=gin_configs/grids/<grid>.gin")
+  grid, grid_dir = grid_spec.load(files, bindings)
+  if not grid_dir:
+    raise GridError("GRID_DIR is not set: add --gin.GRID_DIR=\"'runs/<name>'\".")
+  if args.print_commands:
+    print(grid_plan.print_commands(grid_plan.plan(grid, grid_dir)))
+    return 0
+  if args.dry_run:
+    rows = dry_run(grid, grid_dir)
+    return 1 if any("error" in r for r in rows) else 0
+  enable_compilation_cache(_default_cache_dir() if args.compilation_cache_dir is None
+                           else args.compilation_cache_dir)
+  outcome = run_grid(grid, grid_dir)
   print(report(grid, grid_dir, outcome))
   return 1 if outcome["failed"] else 0
 
 
 if __name__ == "__main__":
-  from experiments.runtime import hostenv  # pylint: disable=g-import-not-at-top
-  hostenv.reexec_with_tuned_allocator()  # CPU runs: see experiments/runtime/hostenv.py
-  sys.exit(main())
+  cli.run(main, doc=__doc__)

@@ -24,10 +24,11 @@ from typing import Any, Mapping, Sequence
 
 import gin
 
+from arch import registry as arch_registry
+from objectives import registry as objective_registry
+from experiments.runtime import errors
 from experiments.runtime import gin_utils
 
-ARCHS = {"causal_decoder": "CD", "non_causal_decoder": "ND", "encoder_decoder": "ED"}
-OBJECTIVES = {"full_lm": "FLM", "prefix_lm": "PLM", "span_corruption": "MLM", "ul2": "UL2"}
 TRAIN_STAGES = ("pretrain", "adapt", "mtf")
 STAGES = TRAIN_STAGES + ("eval",)
 CELL_KEYS = ("name", "arch", "objective", "source", "stages", "steps", "gin_files", "bindings")
@@ -35,7 +36,7 @@ CELL_KEYS = ("name", "arch", "objective", "source", "stages", "steps", "gin_file
 PHASE = {"pretrain": "zero_shot", "adapt": "zero_shot", "mtf": "post_mtf"}
 
 
-class GridError(ValueError):
+class GridError(errors.ConfigError):
   """A grid definition or GRID_DIR that cannot be run; raised before any training."""
 
 
@@ -134,14 +135,15 @@ def parse_cell(i: int, raw: Any, default_steps: int) -> Cell:
   for key in ("name", "arch", "objective"):
     if not isinstance(raw.get(key), str) or not raw.get(key):
       raise GridError(f"{where}: missing or empty {key!r} (a string).")
-  if raw["arch"] not in ARCHS:
-    raise GridError(f"{where}: unknown arch {raw['arch']!r}; valid: {', '.join(ARCHS)}.")
-  if raw["objective"] not in OBJECTIVES:
-    raise GridError(f"{where}: unknown objective {raw['objective']!r}; valid: "
-                    f"{', '.join(OBJECTIVES)}.")
-  if raw["arch"] == "encoder_decoder" and raw["objective"] == "full_lm":
-    raise GridError(f"{where}: full_lm is undefined for the encoder_decoder (it has no prefix to "
-                    "encode); use prefix_lm or span_corruption.")
+  try:
+    arch = arch_registry.get(raw["arch"])
+    objective = objective_registry.get(raw["objective"])
+  except ValueError as e:
+    raise GridError(f"{where}: {e}") from None
+  if not objective.defined_on(arch):
+    fits = [o for o in objective_registry.names() if objective_registry.get(o).defined_on(arch)]
+    raise GridError(f"{where}: objective {objective.name} is undefined on architecture "
+                    f"{arch.name}; objectives defined on it: {', '.join(fits)}.")
   source = raw.get("source")
   if source is not None and not isinstance(source, str):
     raise GridError(f"{where}: 'source' must be the name of another cell, got {source!r}.")

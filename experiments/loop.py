@@ -14,7 +14,7 @@ import gin
 import jax
 import numpy as np
 
-from experiments import checkpoints as ckpt_lib
+from experiments.runtime import checkpoints as ckpt_lib
 from experiments import data as data_lib
 from experiments import distributed
 from experiments.runtime import gin_utils
@@ -25,9 +25,6 @@ from experiments import partitioning
 from experiments import run_config
 from experiments import trainer as trainer_lib
 
-# Macros a run must bind (the run gin files mark them %gin.REQUIRED).
-REQUIRED_MACROS = ("MODEL", "MODEL_DIR", "MIXTURE_OR_TASK_NAME", "TASK_FEATURE_LENGTHS",
-                   "TRAIN_STEPS", "BATCH_SIZE")
 # Set by tests only: "STEP[:SIGNAL]" sends this process SIGKILL (default) or e.g. SIGTERM right
 # after that step, a real kill -9 or preemption mid-run.
 _SIGNAL_AT_STEP_ENV = "ZEROSHOT_HARNESS_SIGNAL_AT_STEP"
@@ -123,7 +120,7 @@ def train(
         state_step=resumed_step, use_cached=use_cached_tasks,
         save_iterator_state=save_data_state)
     step_fn = builder.compile()
-    accounting = run_config.flops_per_step(model, task_feature_lengths, batch_size, step_fn)
+    accounting = run_config.flops_per_step(model, task_feature_lengths, batch_size)
     peak, peak_source = metrics_lib.peak_flops_per_device()
     _log_startup(model, builder, partitioner, accounting, peak_source, start_step, train_steps,
                  resumed)
@@ -286,13 +283,10 @@ def run(gin_files: Sequence[str], gin_bindings: Sequence[str] = ()) -> dict:
 
 
 def parse_and_check(gin_files: Sequence[str], gin_bindings: Sequence[str]) -> None:
-  """Parses gin afresh, names any required macro left unset, then finalizes the config."""
+  """Parses gin afresh; every argument train() requires is bound, every %gin.REQUIRED is set."""
   gin_utils.parse_gin(gin_files, gin_bindings, finalize=False)
-  run_config.check_required_macros(REQUIRED_MACROS)
-  try:
-    gin.finalize()
-  except ValueError as e:  # e.g. a %gin.REQUIRED binding outside train()
-    raise run_config.ConfigError(str(e)) from e
+  run_config.check_train_bindings(train)
+  gin_utils.finalize_config(gin_files)
 
 
 def import_configurables() -> None:
@@ -304,12 +298,15 @@ def import_configurables() -> None:
 
 
 def main(argv: Sequence[str]) -> int:
-  """`python -m experiments.train` after flag parsing: 0 done, 1 non-finite, 2 bad config."""
+  """`python -m experiments.train` (under experiments.runtime.cli): 0 done, 1 non-finite, 143
+  preempted; configuration errors (exit 2) propagate to cli."""
+  files, bindings, rest = gin_utils.parse_gin_flags(argv)
+  if rest:
+    raise run_config.ConfigError(f"unexpected arguments {rest}; expected {gin_utils.USAGE}")
+  distributed.maybe_initialize()
+  import_configurables()  # gin files name these configurables: register them before parsing
+  parse_and_check(files, bindings)
   try:
-    files, bindings, rest = gin_utils.parse_gin_flags(argv)
-    if rest:
-      raise run_config.ConfigError(f"unexpected arguments {rest}")
-    parse_and_check(files, bindings)
     summary = train()
   except NonFiniteError as e:
     logging.error("%s", e)
@@ -318,12 +315,11 @@ def main(argv: Sequence[str]) -> int:
   except Preempted as e:
     logging.warning("%s", e)
     return 128 + signal.SIGTERM
-  except (run_config.ConfigError, ckpt_lib.CheckpointError, gin_utils.GinConfigError) as e:
-    print(f"error: {e}", file=sys.stderr)
-    return 2
+  except ckpt_lib.CheckpointError as e:
+    raise run_config.ConfigError(str(e)) from e
+  except run_config.ConfigError:
+    raise
   except ValueError as e:  # raised by configurables (model, task) while gin builds them
-    logging.debug("Configuration error", exc_info=True)
-    print(f"error: {e}", file=sys.stderr)
-    return 2
+    raise run_config.ConfigError(str(e)) from e
   logging.info("Done: %s", summary)
   return 0

@@ -8,9 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
-import importlib
 import inspect
-import logging
 import os
 import pathlib
 import tempfile
@@ -19,20 +17,18 @@ from typing import Any, Mapping, Sequence
 import gin
 import numpy as np
 
-from experiments import checkpoints as ckpt_lib
+from arch import accounting
+from arch import registry as arch_registry
+import objectives
+from experiments.runtime import checkpoints as ckpt_lib
 from experiments import data as data_lib
 from experiments import optimizers as optimizers_lib
+from experiments.runtime import errors
 
-# train()'s required arguments and the macros the run gin files bind them to.
-REQUIRED_ARGS = {
-    "model": "MODEL", "model_dir": "MODEL_DIR", "mixture_or_task_name": "MIXTURE_OR_TASK_NAME",
-    "task_feature_lengths": "TASK_FEATURE_LENGTHS", "train_steps": "TRAIN_STEPS",
-    "batch_size": "BATCH_SIZE", "optimizer": None,
-}
 _MODEL_API = ("loss_fn", "input_shapes", "get_initial_variables", "feature_converter_cls")
 
 
-class ConfigError(ValueError):
+class ConfigError(errors.ConfigError):
   """A training configuration that cannot run, with the binding to fix."""
 
 
@@ -41,45 +37,19 @@ class Prepared:
   model_dir: pathlib.Path
 
 
-def _macro_problem(arg: str, value: Any) -> str | None:
-  """Why train.<arg>'s value cannot be used (an unset or undefined macro, followed down a chain)."""
-  seen = []
-  while True:
-    text = repr(value)
-    if text == "%gin.REQUIRED":
-      where = f"The gin macro {seen[-1]}" if seen else f"The gin binding train.{arg}"
-      return f"{where} is required but not set"
-    if not (text.startswith("%") and "(" not in text) or len(seen) > 8:
-      if value is None and seen and arg in REQUIRED_ARGS:
-        return f"The gin macro {seen[-1]} is required but not set (it is None)"
-      return None
-    name = text[1:]
-    seen.append(name)
-    try:
-      value = gin.query_parameter(f"%{name}")
-    except ValueError:
-      return f"The gin macro {name} is not defined"
-
-
-def check_required_macros(unused_names: Sequence[str] = ()) -> None:
-  """Required train() arguments are bound, and none refers to an unset macro; lists them all."""
-  from experiments import loop  # pylint: disable=g-import-not-at-top
-  problems = []
-  for arg in inspect.signature(loop.train).parameters:
-    try:
-      value = gin.query_parameter(f"experiments.train.train.{arg}")
-    except ValueError:
-      if arg in REQUIRED_ARGS:
-        macro = REQUIRED_ARGS[arg]
-        hint = f" (run files bind it to %{macro})" if macro else ""
-        problems.append(f"The gin binding train.{arg} is not set{hint}: add a run file such as "
-                        f"gin_configs/runs/pretrain.gin")
+def check_train_bindings(train_fn) -> None:
+  """Every argument train() requires is bound in gin (the run files bind them); lists all."""
+  missing = []
+  for arg, param in inspect.signature(train_fn).parameters.items():
+    if param.default is not gin.REQUIRED:
       continue
-    problem = _macro_problem(arg, value)
-    if problem:
-      problems.append(f"{problem} (train.{arg}): set it with --gin.<NAME>=... or in a gin file")
-  if problems:
-    raise ConfigError("; ".join(problems) + ".")
+    try:
+      gin.query_parameter(f"experiments.train.train.{arg}")
+    except ValueError:
+      missing.append(f"train.{arg}")
+  if missing:
+    raise ConfigError(f"The gin bindings {', '.join(missing)} are not set: add a run file such as "
+                      f"gin_configs/runs/pretrain.gin to the stack.")
 
 
 def _positive_int(name: str, value: Any) -> None:
@@ -143,29 +113,27 @@ def check_and_prepare(*, model, model_dir, task_name, task_feature_lengths, trai
 
 
 def _check_vocab(model, task) -> None:
-  config = getattr(model, "config", None)
-  model_vocab = getattr(config, "vocab_size", None)
+  """The model's embedding rows are exactly the task vocabulary's ids padded to the row multiple."""
+  config = model.config
   needed = data_lib.task_vocab_size(task)
-  if model_vocab is not None and model_vocab < needed:
+  rows, needed_rows = config.padded_vocab_size, config.replace(vocab_size=needed).padded_vocab_size
+  if rows != needed_rows:
     raise ConfigError(
-        f"The model's vocab_size ({model_vocab}) is smaller than task {task.name!r}'s vocabulary "
-        f"({needed} ids). Bind VOCAB_SIZE (TransformerConfig.vocab_size) >= {needed}; the data "
-        f"gin file sets it to match VOCABULARY.")
+        f"The model has {rows:,} embedding rows (VOCAB_SIZE = {config.vocab_size:,}, bound to "
+        f"arch.config.TransformerConfig.vocab_size) but task {task.name!r} is tokenized with a "
+        f"{needed:,}-id vocabulary (VOCABULARY), which needs {needed_rows:,} rows: bind "
+        f"VOCAB_SIZE = {needed} (the data file gin_configs/data/<corpus>.gin binds both).")
 
 
 def _objectives_validation(model, task_name: str, task_feature_lengths: Mapping[str, int]) -> None:
   """objectives.validate(...) for '{corpus}_{objective}' tasks (mixtures are checked above)."""
-  objectives = importlib.import_module("objectives")
   try:
     objectives.parse_task_name(task_name)
   except ValueError:
     return  # a mixture (e.g. the MTF mixtures): registered and checked by its own package
-  config = getattr(model, "config", None)
-  try:
-    objectives.validate(task_name, getattr(model, "name", ""), dict(task_feature_lengths),
-                        vocab_size=getattr(config, "vocab_size", None))
-  except ValueError as e:
-    raise ConfigError(str(e)) from e
+  objectives.validate(task_name, dict(task_feature_lengths),
+                      architecture=arch_registry.get(model.name),
+                      vocab_size=model.config.vocab_size)
 
 
 def describe_model(model) -> str:
@@ -178,7 +146,7 @@ def describe_model(model) -> str:
           "num_encoder_layers", "num_decoder_layers", "activations", "position_scheme",
           "tie_embeddings")
   fields = dataclasses.asdict(config)
-  if name != "encoder_decoder":
+  if not arch_registry.get(name).encoder_decoder:
     fields.pop("num_encoder_layers", None)
     fields.pop("num_decoder_layers", None)
   else:
@@ -193,35 +161,13 @@ def tokens_per_step(input_shapes: Mapping[str, tuple[int, ...]]) -> int:
                  if k in input_shapes))
 
 
-def flops_per_step(model, task_feature_lengths, batch_size, compiled) -> dict:
-  """Training FLOPs per step and their convention: arch.accounting's, else XLA's own count."""
-  try:
-    accounting = importlib.import_module("arch.accounting")
-    counts = accounting.account(model, dict(task_feature_lengths))
-    return {"flops_per_step": float(counts["train_flops_per_example"]) * batch_size,
-            "weight_flops_per_step": float(counts["weight_flops_per_example"]) * batch_size,
-            "attention_flops_per_step": float(counts["attention_flops_per_example"]) * batch_size,
-            "convention": counts.get("flop_convention", "arch.accounting")}
-  except (ModuleNotFoundError, AttributeError, KeyError, TypeError) as e:
-    logging.info("arch.accounting unavailable (%s); using XLA's cost analysis.", e)
-  try:
-    analysis = compiled.cost_analysis()
-    if isinstance(analysis, (list, tuple)):
-      analysis = analysis[0]
-    flops = float(analysis.get("flops", 0.0))
-    return {"flops_per_step": flops * max(1, _num_partitions(compiled)),
-            "convention": "XLA cost analysis of the compiled step (all ops, per step)"}
-  except Exception as e:  # pylint: disable=broad-except
-    logging.info("No FLOP count available: %s", e)
-    return {"flops_per_step": 0.0, "convention": "unknown"}
-
-
-def _num_partitions(compiled) -> int:
-  # XLA's count is per device program under SPMD partitioning.
-  try:
-    return len(compiled.input_shardings[0][0].device_set) if compiled.input_shardings else 1
-  except Exception:  # pylint: disable=broad-except
-    return 1
+def flops_per_step(model, task_feature_lengths, batch_size) -> dict:
+  """Training FLOPs per step by arch.accounting's rule for the model's architecture."""
+  counts = accounting.account(model, dict(task_feature_lengths))
+  return {"flops_per_step": float(counts["train_flops_per_example"]) * batch_size,
+          "weight_flops_per_step": float(counts["weight_flops_per_example"]) * batch_size,
+          "attention_flops_per_step": float(counts["attention_flops_per_example"]) * batch_size,
+          "convention": counts["flop_convention"]}
 
 
 def write_config(model_dir: pathlib.Path, start_step: int) -> None:

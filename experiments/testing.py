@@ -1,4 +1,4 @@
-"""Tiny training configurations for tests, smoke runs and benchmarks (the `tiny` overlay stack)."""
+"""Tiny training stacks for tests and smoke runs (gin_configs/local_tiny.gin appended last)."""
 
 from __future__ import annotations
 
@@ -12,30 +12,23 @@ from experiments.runtime import gin_utils
 
 REPO_ROOT = gin_utils.REPO_ROOT
 
-# Short sequences that each objective's length helper accepts.
-TINY_LENGTHS = {
-    "full_lm": {"targets": 64},
-    "prefix_lm": {"inputs": 64, "targets": 64},
-    "span_corruption": {"inputs": 64, "targets": 16},
-    "ul2": {"inputs": 64, "targets": 64},
-}
-
-
-def tiny_stack(arch: str, objective: str, model_dir: str | pathlib.Path, train_steps: int,
-               batch_size: int = 2, run: str = "pretrain", log_period: int = 5,
+def tiny_stack(arch: str, objective: str | None, model_dir: str | pathlib.Path,
+               train_steps: int, batch_size: int = 2, run: str = "pretrain", log_period: int = 5,
                checkpoint_period: int = 10, extra: Sequence[str] = (),
                lengths: Mapping[str, int] | None = None) -> tuple[list[str], list[str]]:
-  """(gin files, gin bindings) of a tiny run: arch, tiny size, embedded data, objective, run."""
-  files = [
-      f"gin_configs/arch/{arch}.gin", "gin_configs/sizes/tiny.gin",
-      "gin_configs/data/embedded.gin", f"gin_configs/objectives/{objective}.gin",
-      f"gin_configs/runs/{run}.gin",
-  ]
+  """(gin files, gin bindings) of a CPU run: arch, data, objective, run + gin_configs/local_tiny.gin.
+
+  objective=None for a run file that names its own task (runs/finetune.gin). `lengths` overrides
+  the objective's tiny feature lengths.
+  """
+  files = [f"gin_configs/arch/{arch}.gin", "gin_configs/data/embedded.gin",
+           *([f"gin_configs/objectives/{objective}.gin"] if objective else []),
+           f"gin_configs/runs/{run}.gin", "gin_configs/local_tiny.gin"]
   bindings = [
       f"MODEL_DIR = '{model_dir}'",
       f"TRAIN_STEPS = {train_steps}",
       f"BATCH_SIZE = {batch_size}",
-      f"TASK_FEATURE_LENGTHS = {dict(lengths or TINY_LENGTHS[objective])!r}",
+      *([f"TASK_FEATURE_LENGTHS = {dict(lengths)!r}"] if lengths else []),
       f"experiments.train.train.log_period = {log_period}",
       f"experiments.train.train.checkpoint_period = {checkpoint_period}",
       *extra,

@@ -1,68 +1,131 @@
-"""t5x-style gin flags: `--gin_file=A.gin --gin_file=B.gin --gin.KEY=VALUE`, later wins.
+"""t5x-style gin flags and gin stacks: `--gin_file=A.gin --gin.KEY=VALUE`, layers then overrides.
 
-Files are looked up relative to the current directory, then the repository root, so
-`--gin_file=gin_configs/arch/causal_decoder.gin` works from anywhere. Gin's own errors are re-raised
-as `GinConfigError` naming the file or the `--gin.` binding that caused them.
+Flags (t5x's): `--gin_file` (repeatable), `--gin.KEY=VALUE` (the binding `KEY = VALUE`),
+`--gin_bindings`, `--gin_search_paths` (comma-separated folders where gin files and `include` lines
+are looked up, before the current directory and the repository root) and `--tfds_data_dir`.
+
+A stack is order-independent: each file (with what it includes) is one layer, and a key bound by
+two layers to different values is an error naming both files, so any order of the same files
+resolves to the same config. A `KEY = %gin.REQUIRED` declaration is not a value: the layer that
+binds KEY fills it whatever the order. Overlays (files named `local_*.gin`, such as
+gin_configs/local_tiny.gin) are applied after every layer and may rebind anything; `--gin.` /
+`--gin_bindings` come last of all. Gin's own errors become `GinConfigError` naming the file or flag.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import pathlib
-import sys
-from typing import Callable, Sequence
+import re
+from typing import Any, Sequence
 
 import gin
 
+from experiments.runtime.errors import ConfigError
+
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[2]
-_USAGE = (
+USAGE = (
     "usage: python -m <entry> --gin_file=A.gin [--gin_file=B.gin ...] [--gin.KEY=VALUE ...] "
-    "[--gin_bindings='KEY = VALUE' ...]"
-)
+    "[--gin_bindings='KEY = VALUE' ...] [--gin_search_paths=DIR,DIR] [--tfds_data_dir=DIR] "
+    "[--verbose]")
+OVERLAY_PREFIX = "local_"
+# Where a required macro is normally bound: named in the error when it is left unset.
+MACRO_LAYERS = {
+    "MODEL": "an architecture file, gin_configs/arch/<arch>.gin",
+    "VOCABULARY": "a data file, gin_configs/data/<corpus>.gin",
+    "VOCAB_SIZE": "a data file, gin_configs/data/<corpus>.gin",
+    "CORPUS": "a data file, gin_configs/data/<corpus>.gin",
+    "OBJECTIVE": "an objective file, gin_configs/objectives/<objective>.gin",
+    "MIXTURE_OR_TASK_NAME": "an objective file (gin_configs/objectives/) or runs/finetune.gin",
+    "TASK_FEATURE_LENGTHS": "an objective file (gin_configs/objectives/) or runs/finetune.gin",
+    "TINY_FEATURE_LENGTHS": "an objective file (gin_configs/objectives/) or runs/finetune.gin",
+    "MODEL_DIR": "the command line, e.g. --gin.MODEL_DIR=\"'runs/my_run'\"",
+    "INITIAL_CHECKPOINT_PATH": "the command line, e.g. --gin.INITIAL_CHECKPOINT_PATH=\"'runs/x'\"",
+    "CHECKPOINT_PATH": "the command line, e.g. --gin.CHECKPOINT_PATH=\"'runs/x'\"",
+    "EVAL_SUITE": "the command line, e.g. --gin.EVAL_SUITE=\"'embedded'\"",
+}
+_FLAG_NAMES = ("--gin_file", "--gin_bindings", "--gin_search_paths", "--tfds_data_dir")
+_REQUIRED_RE = re.compile(r"^(\S+?)(?:/macro\.value)? set to `%gin\.REQUIRED`")
 
 
-class GinConfigError(ValueError):
-  """A gin file or binding could not be parsed or names something unknown."""
+class GinConfigError(ConfigError):
+  """A gin file or binding could not be parsed, conflicts, or leaves a required value unset."""
 
 
-def search_path() -> list[str]:
-  """Where gin files and `include` lines are looked for, in order."""
-  paths = [os.getcwd(), str(REPO_ROOT)]
-  return list(dict.fromkeys(paths))
+@dataclasses.dataclass
+class Flags:
+  """The t5x flags of one command line; `rest` holds the entry point's own arguments."""
+
+  gin_files: list[str] = dataclasses.field(default_factory=list)
+  gin_bindings: list[str] = dataclasses.field(default_factory=list)
+  gin_search_paths: list[str] = dataclasses.field(default_factory=list)
+  tfds_data_dir: str | None = None
+  rest: list[str] = dataclasses.field(default_factory=list)
 
 
-def parse_gin_flags(argv: Sequence[str]) -> tuple[list[str], list[str], list[str]]:
-  """Splits argv into (gin files, gin bindings, the rest), keeping their order.
+_search_paths: list[str] = []
 
-  Accepts `--gin_file=F` / `--gin_file F`, `--gin.KEY=VALUE` (t5x's shorthand for the binding
-  `KEY = VALUE`) and `--gin_bindings=B` / `--gin_bindings B`.
-  """
-  files, bindings, rest = [], [], []
+
+def parse_flags(argv: Sequence[str]) -> Flags:
+  """Splits argv into t5x flags (order kept) and the rest; `--flag=V` and `--flag V` both work."""
+  flags = Flags()
   args = list(argv)
   i = 0
   while i < len(args):
     arg = args[i]
-    for flag, out in (("--gin_file", files), ("--gin_bindings", bindings)):
-      if arg == flag:
+    name, sep, value = arg.partition("=")
+    if name in _FLAG_NAMES:
+      if not sep:
         if i + 1 >= len(args):
-          raise GinConfigError(f"{flag} needs a value. {_USAGE}")
-        out.append(args[i + 1])
-        i += 2
-        break
-      if arg.startswith(flag + "="):
-        out.append(arg[len(flag) + 1:])
+          raise GinConfigError(f"{name} needs a value. {USAGE}")
+        value = args[i + 1]
         i += 1
-        break
-    else:
-      if arg.startswith("--gin."):
-        key, sep, value = arg[len("--gin."):].partition("=")
-        if not sep or not key:
-          raise GinConfigError(f"Malformed flag {arg!r}: expected --gin.KEY=VALUE.")
-        bindings.append(f"{key} = {value}")
+      if name == "--gin_file":
+        flags.gin_files.append(value)
+      elif name == "--gin_bindings":
+        flags.gin_bindings.append(value)
+      elif name == "--gin_search_paths":
+        flags.gin_search_paths.extend(p for p in value.split(",") if p)
       else:
-        rest.append(arg)
-      i += 1
-  return files, bindings, rest
+        flags.tfds_data_dir = value
+    elif arg.startswith("--gin."):
+      key, sep, value = arg[len("--gin."):].partition("=")
+      if not sep or not key:
+        raise GinConfigError(f"Malformed flag {arg!r}: expected --gin.KEY=VALUE.")
+      flags.gin_bindings.append(f"{key} = {value}")
+    else:
+      flags.rest.append(arg)
+    i += 1
+  return flags
+
+
+def parse_gin_flags(argv: Sequence[str]) -> tuple[list[str], list[str], list[str]]:
+  """(gin files, gin bindings, the rest); applies --gin_search_paths and --tfds_data_dir."""
+  flags = parse_flags(argv)
+  apply_flags(flags)
+  return flags.gin_files, flags.gin_bindings, flags.rest
+
+
+def apply_flags(flags: Flags) -> None:
+  """Makes --gin_search_paths and --tfds_data_dir take effect (as t5x's entry points do)."""
+  set_search_paths(flags.gin_search_paths)
+  if flags.tfds_data_dir:
+    import seqio  # pylint: disable=g-import-not-at-top
+    seqio.set_tfds_data_dir_override(flags.tfds_data_dir)
+
+
+def set_search_paths(paths: Sequence[str]) -> None:
+  """Extra folders for gin files and includes, searched before the defaults."""
+  for p in paths:
+    if not os.path.isdir(p):
+      raise GinConfigError(f"--gin_search_paths: {p!r} is not a folder.")
+  _search_paths[:] = [os.path.abspath(p) for p in paths]
+
+
+def search_path() -> list[str]:
+  """Where gin files and `include` lines are looked for, in order."""
+  return list(dict.fromkeys([*_search_paths, os.getcwd(), str(REPO_ROOT)]))
 
 
 def resolve_gin_file(name: str) -> str:
@@ -76,36 +139,192 @@ def resolve_gin_file(name: str) -> str:
       if os.path.isfile(candidate):
         return candidate
   raise GinConfigError(
-      f"--gin_file={name}: no such file (looked in the current directory and the repository root)."
-  )
+      f"--gin_file={name}: no such file (looked in {', '.join(_short(p) for p in search_path())}).")
 
 
-def parse_gin(
-    gin_files: Sequence[str], gin_bindings: Sequence[str] = (), finalize: bool = True,
-    clear: bool = True,
-) -> None:
-  """Parses files then bindings (later wins) with the search path; errors name their source."""
-  if clear:
-    gin.clear_config()
+def is_overlay(name: str) -> bool:
+  return os.path.basename(name).startswith(OVERLAY_PREFIX)
+
+
+def _install_search_path() -> None:
   for path in search_path():
     if path not in gin.config._LOCATION_PREFIXES:  # pylint: disable=protected-access
       gin.add_config_file_search_path(path)
-  for name in gin_files:
-    path = resolve_gin_file(name)
-    try:
-      gin.parse_config_file(path)
-    except Exception as e:  # gin raises many types; re-raise with the file named.
-      raise GinConfigError(f"--gin_file={name}: {_describe(e)}") from e
-  for binding in gin_bindings:
+
+
+def _parse_file(name: str) -> None:
+  path = resolve_gin_file(name)
+  try:
+    gin.parse_config_file(path)
+  except Exception as e:  # gin raises many types; re-raise with the file named.
+    raise GinConfigError(f"--gin_file={name}: {_describe(e)}") from e
+
+
+def _snapshot() -> dict[tuple[str, str], dict[str, Any]]:
+  # gin keeps its bindings in this dict: {(scope, selector): {parameter: value}}.
+  return {k: dict(v) for k, v in gin.config._CONFIG.items()}  # pylint: disable=protected-access
+
+
+def _key_name(key: tuple[str, str], param: str) -> str:
+  scope, selector = key
+  if selector == "gin.macro":
+    return scope
+  return f"{scope + '/' if scope else ''}{selector}.{param}"
+
+
+def _layer_bindings(name: str) -> dict[str, tuple[Any, str]]:
+  """{key: (value, its text)} that one file (with its includes) binds, parsed on its own."""
+  gin.clear_config()
+  _parse_file(name)
+  out = {}
+  for key, params in _snapshot().items():
+    for param, value in params.items():
+      out[_key_name(key, param)] = (value, repr(value))
+  return out
+
+
+def _layer_order(layers: Sequence[str]) -> list[str]:
+  """Layers in an order that lets every value fill a `%gin.REQUIRED` declaration of its key.
+
+  Raises GinConfigError when two layers bind one key to different values.
+  """
+  bound = {name: _layer_bindings(name) for name in dict.fromkeys(layers)}
+  owner: dict[str, tuple[str, str]] = {}
+  declared: dict[str, list[str]] = {}
+  conflicts = []
+  for name, bindings in bound.items():
+    for key, (value, text) in bindings.items():
+      if value is gin.REQUIRED:
+        declared.setdefault(key, []).append(name)
+      elif key in owner and owner[key][1] != text:
+        conflicts.append(f"{key} is bound by {owner[key][0]} ({owner[key][1]}) and by {name} "
+                         f"({text})")
+      else:
+        owner.setdefault(key, (name, text))
+  if conflicts:
+    raise GinConfigError(
+        "two gin files of the stack bind the same key differently, so the result would depend on "
+        "their order: " + "; ".join(conflicts) + ". Bind each key in one layer (arch, size, data, "
+        "objective, run), override it with --gin.KEY=..., or put the override in a local_*.gin "
+        "overlay, which is applied last.")
+  # A declaring layer goes before the layers whose values fill its declarations.
+  after = {name: {owner[k][0] for k in declared_keys}
+           for name in bound
+           for declared_keys in [[k for k in declared if name in declared[k] and k in owner]]}
+  order, placed = [], set()
+  while len(order) < len(bound):
+    progress = False
+    for name in bound:
+      blockers = {n for n in bound if n not in placed and name in after.get(n, set())}
+      if name not in placed and not blockers:
+        order.append(name)
+        placed.add(name)
+        progress = True
+    if not progress:
+      remaining = [n for n in bound if n not in placed]
+      raise GinConfigError(f"gin files {remaining} each declare %gin.REQUIRED what another binds.")
+  return order
+
+
+def parse_gin(gin_files: Sequence[str], gin_bindings: Sequence[str] = (), finalize: bool = True,
+              clear: bool = True, defaults: Sequence[str] = ()) -> None:
+  """Parses a stack afresh: defaults, layers (order-independent), overlays, then bindings.
+
+  `defaults` are an entry point's own `KEY = VALUE` lines (e.g. the evaluator's DROPOUT_RATE): any
+  file may rebind them, and they fill a `%gin.REQUIRED` declaration no file fills. With
+  clear=False, files and bindings are added in the given order on top of the current config.
+  """
+  _install_search_path()
+  if clear:
+    layers = [f for f in gin_files if not is_overlay(f)]
+    overlays = [f for f in gin_files if is_overlay(f)]
+    ordered = (_layer_order(layers) if layers else []) + overlays
+    gin.clear_config()
+  else:
+    ordered = list(gin_files)
+  _parse_bindings(defaults, "default")
+  for name in ordered:
+    _parse_file(name)
+  _parse_bindings(gin_bindings, "--gin binding")
+  _parse_bindings([d for d in defaults if _is_required(d.partition("=")[0].strip())], "default")
+  check_macros()
+  if finalize:
+    finalize_config(gin_files)
+
+
+def _parse_bindings(bindings: Sequence[str], what: str) -> None:
+  for binding in bindings:
     try:
       gin.parse_config(binding)
     except Exception as e:
-      raise GinConfigError(f"--gin binding `{binding}`: {_describe(e)}") from e
-  if finalize:
-    try:
-      gin.finalize()
-    except Exception as e:  # e.g. a macro referenced but never bound.
-      raise GinConfigError(f"gin config (files {list(gin_files)}): {_describe(e)}") from e
+      raise GinConfigError(f"{what} `{binding}`: {_describe(e)}{_quote_hint(binding)}") from e
+
+
+def _is_required(key: str) -> bool:
+  try:
+    return gin.query_parameter(key if "." in key else f"%{key}") is gin.REQUIRED
+  except (ValueError, KeyError):
+    return False
+
+
+def finalize_config(gin_files: Sequence[str] = ()) -> None:
+  """gin.finalize(), which checks every `%gin.REQUIRED`; an unset one names its macro and layer."""
+  try:
+    gin.finalize()
+  except Exception as e:  # gin's REQUIRED hook raises ValueError; others may raise other types.
+    match = _REQUIRED_RE.match(str(e).strip())
+    if match:
+      raise GinConfigError(required_message(match.group(1))) from e
+    raise GinConfigError(f"gin config (files {list(gin_files)}): {_describe(e)}") from e
+
+
+def required_message(name: str) -> str:
+  where = MACRO_LAYERS.get(name, "a gin file of the stack or the command line")
+  return (f"The gin macro {name} is required but not set (it is %gin.REQUIRED): bind it in "
+          f"{where}, or add --gin.{name}=...")
+
+
+def check_macros() -> None:
+  """Every macro a binding refers to is defined; an undefined one is named with its users."""
+  defined = {scope for (scope, selector) in gin.config._CONFIG  # pylint: disable=protected-access
+             if selector == "gin.macro"}
+  users: dict[str, list[str]] = {}
+  for key, params in _snapshot().items():
+    for param, value in params.items():
+      for ref in _macro_refs(value):
+        if ref not in defined:
+          users.setdefault(ref, []).append(_key_name(key, param))
+  if users:
+    raise GinConfigError("; ".join(
+        f"the gin macro {m} is used by {', '.join(sorted(u))} but never defined" +
+        (f" (usually bound in {MACRO_LAYERS[m]})" if m in MACRO_LAYERS else "")
+        for m, u in sorted(users.items())) + ".")
+
+
+def _macro_refs(value: Any):
+  """Names of the macros a bound value refers to, looking inside lists, tuples and dicts."""
+  if isinstance(value, gin.config.ConfigurableReference):
+    if value.selector == "gin.macro":  # `%NAME` is a reference to 'NAME/gin.macro'
+      yield value.scoped_selector.split("/")[0]
+  elif isinstance(value, (list, tuple)):
+    for v in value:
+      yield from _macro_refs(v)
+  elif isinstance(value, dict):
+    for v in value.values():
+      yield from _macro_refs(v)
+
+
+def _quote_hint(binding: str) -> str:
+  """t5x's quoting rule, when an unquoted string is the likely cause."""
+  _, _, value = binding.partition("=")
+  value = value.strip()
+  if value and value[0] not in "'\"[({%@0123456789-." and value not in ("True", "False", "None"):
+    return f". Strings need quotes inside the flag, t5x style: --gin.KEY=\"'{value}'\""
+  return ""
+
+
+def _short(path: str) -> str:
+  return os.path.relpath(path) if path.startswith(os.getcwd()) else path
 
 
 def _describe(e: Exception) -> str:
@@ -113,41 +332,25 @@ def _describe(e: Exception) -> str:
   return msg.replace(str(REPO_ROOT) + os.sep, "")
 
 
+def value(x: Any) -> Any:
+  """A macro's value as the configurable would receive it (references like @f() evaluated)."""
+  if isinstance(x, gin.config.ConfigurableReference):
+    return x.scoped_configurable_fn() if x.evaluate else x
+  return x
+
+
 def query_macro(name: str, default=None):
-  """The value of a gin macro, or `default` when it is not bound."""
+  """The value of a gin macro (references evaluated), or `default` when it is not bound."""
   try:
-    return gin.query_parameter(f"%{name}")
+    found = gin.query_parameter(f"%{name}")
   except (ValueError, KeyError):
     return default
+  return value(found)
 
 
 def require_macro(name: str):
-  """The value of a gin macro that must be set, or an error naming it."""
-  try:
-    value = gin.query_parameter(f"%{name}")
-  except (ValueError, KeyError):
-    value = None
-  if value is None or value is gin.REQUIRED:
-    raise GinConfigError(
-        f"The gin macro {name} is required but not set: add --gin.{name}=... or a gin file that "
-        f"binds it."
-    )
-  return value
-
-
-def run(main_fn: Callable[[list[str]], object], argv: Sequence[str] | None = None) -> None:
-  """Entry point for `python -m ...`: parses gin flags, then calls main_fn(remaining argv)."""
-  argv = list(sys.argv[1:] if argv is None else argv)
-  if any(a in ("-h", "--help") for a in argv):
-    print(_USAGE)
-    print((sys.modules["__main__"].__doc__ or "").strip())
-    return
-  try:
-    files, bindings, rest = parse_gin_flags(argv)
-    parse_gin(files, bindings)
-  except GinConfigError as e:
-    print(f"error: {e}", file=sys.stderr)
-    sys.exit(2)
-  result = main_fn(rest)
-  if isinstance(result, int):
-    sys.exit(result)
+  """The value of a gin macro that must be set, or an error naming it and its layer."""
+  found = query_macro(name)
+  if found is None or found is gin.REQUIRED:
+    raise GinConfigError(required_message(name))
+  return found
