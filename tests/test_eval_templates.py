@@ -1,8 +1,10 @@
-"""The prompt-template engine: rendering, partial scoring, strict fields and load-time errors."""
+"""The prompt-template engine (objectives/prompts.py, shared by eval and the MTF mixtures): rendering,
+partial scoring, strict fields and load-time errors; eval's shipped templates load with it."""
 
 import pytest
 
-from eval import templates as tmpl
+from eval import templates as eval_templates
+from objectives import prompts as tmpl
 
 _YAML = """
 cb:
@@ -63,3 +65,9 @@ def test_gold_out_of_range():
   t = tmpl.parse_templates(_YAML)["cb"][0]
   with pytest.raises(tmpl.TemplateError, match="out of range"):
     t.render({"premise": "P", "hypothesis": "H", "label": 3})
+
+
+def test_eval_shipped_templates_load_with_the_shared_engine():
+  builtin = eval_templates.builtin_templates()
+  assert builtin and all(isinstance(t, tmpl.Template) for ts in builtin.values() for t in ts)
+  assert all(t.source.startswith("eval/templates/") for ts in builtin.values() for t in ts)

@@ -25,7 +25,7 @@ import gin
 import seqio
 import tensorflow as tf
 
-from eval import templates as templates_lib
+from objectives import prompts
 from objectives.multitask import families, p3, t0_like
 
 TEMPLATES_DIR = pathlib.Path(__file__).resolve().parent / "templates"
@@ -47,9 +47,9 @@ def mtf_options(local_data_dir=None, p3_dir=None, max_examples_per_dataset=None,
 
 
 @functools.lru_cache(maxsize=None)
-def mtf_templates() -> dict[str, list[templates_lib.Template]]:
+def mtf_templates() -> dict[str, list[prompts.Template]]:
   """The training prompts of every MTF family and local set, by family name."""
-  return templates_lib.load_templates(TEMPLATES_DIR)
+  return prompts.load_templates(TEMPLATES_DIR)
 
 
 @functools.lru_cache(maxsize=None)
