@@ -21,7 +21,7 @@ import functools
 import importlib.util
 import pathlib
 import re
-from typing import Iterator, Sequence
+from typing import Iterator
 
 # One held-out play per genre folder of the package (6 of 38 plays), chosen once and fixed.
 HELDOUT_PLAYS = (
@@ -163,7 +163,3 @@ def documents(split: str = "train") -> Iterator[str]:
   for play in load_plays(split):
     for scene in play.scenes:
       yield scene_text(scene)
-
-
-def genres(plays: Sequence[Play]) -> list[str]:
-  return sorted({p.genre for p in plays})

@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import pathlib
-from typing import Callable, Sequence
+from typing import Callable
 
 from eval.loaders import local, tfds_loaders
 from eval.loaders.errors import DatasetUnavailable, LoaderError
@@ -132,7 +132,3 @@ def load_dataset(name: str, local_data_dir: str | pathlib.Path | None = None,
   else:
     reasons.append("no TFDS source")
   raise DatasetUnavailable("; ".join(reasons))
-
-
-def available_names(extra: Sequence[str] = ()) -> list[str]:
-  return sorted(set(DATASETS) | set(extra))
