@@ -1,5 +1,8 @@
 """Raw-text corpora as seqio data sources: embedded plays, TFDS c4/en, local UTF-8 text files.
 
+Each is registered once, at the end of this file, with its default vocabulary and its check
+(objectives/registry.py); a new corpus is one more `registry.register_corpus(...)`.
+
 Every source yields examples {'text': tf.string}, one document each, and shuffles whole documents
 itself when asked (seeded, reshuffled every epoch), so the tasks need no example-level shuffle after
 the objective (which would separate the prefix-LM row pairs, see objectives/prefix_lm.py).
@@ -23,13 +26,15 @@ import gin
 import seqio
 import tensorflow as tf
 
-CORPORA = ("embedded", "c4", "text")
+from objectives import registry
+from objectives import vocab
+
 SPLITS = ("train", "validation")
 # Documents held in the shuffle buffer of a streamed corpus (c4); in-memory corpora shuffle fully.
 STREAM_SHUFFLE_BUFFER = 10_000
 
 
-class CorpusError(ValueError):
+class CorpusError(registry.ConfigError):
   """A corpus that cannot be read: names the file, binding or setting at fault."""
 
 
@@ -156,10 +161,11 @@ def _c4_source(name: str, data_dir: Optional[str]) -> seqio.TfdsDataSource:
   )
 
 
-def check_c4() -> None:
+def check_c4(split: str = "train") -> None:
   """Raises a clear error if the configured c4/en version is not prepared in the TFDS data dir."""
   import tensorflow_datasets as tfds
 
+  _check_split("c4", split)
   settings = c4_settings()
   try:
     builder = tfds.builder(settings["name"], data_dir=settings["data_dir"])
@@ -222,24 +228,14 @@ class InMemorySource(seqio.FunctionDataSource):
     return self._dataset_fn(split=split, shuffle_files=shuffle, seed=seed)
 
 
-def make_source(corpus: str) -> seqio.DataSource:
-  """The seqio data source of a corpus name."""
-  if corpus == "embedded":
-    return InMemorySource(_embedded_dataset_fn, splits=SPLITS)
-  if corpus == "text":
-    return InMemorySource(_text_dataset_fn, splits=SPLITS)
-  if corpus == "c4":
-    return C4Source()
-  raise CorpusError(f"Unknown corpus {corpus!r}; valid corpora: {', '.join(CORPORA)}.")
-
-
-def check_corpus(corpus: str, split: str = "train") -> None:
-  """Fails early (before any model is built) if a corpus cannot be read."""
-  if corpus == "embedded":
-    embedded_documents(split)
-  elif corpus == "text":
-    text_documents(split)
-  elif corpus == "c4":
-    check_c4()
-  else:
-    raise CorpusError(f"Unknown corpus {corpus!r}; valid corpora: {', '.join(CORPORA)}.")
+registry.register_corpus(registry.Corpus(
+    name="embedded", source=lambda: InMemorySource(_embedded_dataset_fn, splits=SPLITS),
+    vocabulary=vocab.embedded_vocabulary, check=embedded_documents,
+))
+registry.register_corpus(registry.Corpus(
+    name="c4", source=C4Source, vocabulary=vocab.sentencepiece_vocabulary, check=check_c4,
+))
+registry.register_corpus(registry.Corpus(
+    name="text", source=lambda: InMemorySource(_text_dataset_fn, splits=SPLITS),
+    vocabulary=vocab.embedded_vocabulary, check=text_documents,
+))

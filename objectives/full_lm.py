@@ -3,8 +3,8 @@
 Output: {'targets': [L]} with L = TASK_FEATURE_LENGTHS['targets'] (626 in the paper). Each document
 is followed by one EOS, so EOS appears exactly at document ends; every token of the corpus lands in
 exactly one sequence per epoch (the stream's last sequence may be shorter; packing fills it).
-The decoder converter (seqio LMFeatureConverter) puts the loss on every token. FLM is undefined for
-the encoder-decoder (objectives.validate says so at config time).
+The decoder converter (seqio LMFeatureConverter) puts the loss on every token. FLM has no 'inputs',
+so it is undefined for an encoder-decoder (Objective.defined_on; objectives.validate says so).
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import seqio
 import tensorflow as tf
 
 from objectives import common
+from objectives import registry
 
 
 @gin.configurable(module="objectives.full_lm")
@@ -31,3 +32,17 @@ def full_lm(
   pieces = common.chunk_stream(ds, int(sequence_length["targets"]), eos_id=eos_id)
   ds = pieces.map(lambda t: {"targets": t}, num_parallel_calls=common.AUTOTUNE)
   return common.shuffle(ds)
+
+
+def raw_length(task_feature_lengths: Mapping[str, int], vocabulary: seqio.Vocabulary) -> int:
+  """L = TASK_FEATURE_LENGTHS['targets'] stream tokens per sequence (EOS included)."""
+  del vocabulary
+  if task_feature_lengths["targets"] < 2:
+    raise ValueError(f"TASK_FEATURE_LENGTHS['targets']={task_feature_lengths['targets']}: need >= 2.")
+  return int(task_feature_lengths["targets"])
+
+
+registry.register(registry.Objective(
+    name="full_lm", short="FLM", preprocessor=full_lm, features=("targets",),
+    raw_length=raw_length, eos={"targets": False}, tiny_lengths={"targets": 64},
+))

@@ -27,6 +27,7 @@ import seqio
 import tensorflow as tf
 
 from objectives import common
+from objectives import registry
 
 
 def chunk_length(task_feature_lengths: Mapping[str, int], length: Optional[int] = None) -> int:
@@ -97,3 +98,10 @@ def prefix_lm(
   units = common.chunk_stream(ds, 2 * total, min_length=2)
   pairs = common.shuffle(split_pair(units))
   return pairs.flat_map(emit)
+
+
+registry.register(registry.Objective(
+    name="prefix_lm", short="PLM", preprocessor=prefix_lm, features=("inputs", "targets"),
+    raw_length=lambda task_feature_lengths, vocabulary: chunk_length(task_feature_lengths),
+    eos={"inputs": False, "targets": False}, tiny_lengths={"inputs": 64, "targets": 64},
+))

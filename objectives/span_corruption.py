@@ -18,6 +18,7 @@ import tensorflow as tf
 
 from objectives import common
 from objectives import noise
+from objectives import registry
 
 DEFAULT_NOISE_DENSITY = 0.15
 DEFAULT_MEAN_NOISE_SPAN = 3.0
@@ -76,3 +77,12 @@ def span_corruption(
 
   pieces = common.chunk_stream(ds, lengths.raw, min_length=2)
   return common.shuffle(corrupt(pieces))
+
+
+registry.register(registry.Objective(
+    name="span_corruption", short="MLM", preprocessor=span_corruption,
+    features=("inputs", "targets"),
+    raw_length=lambda task_feature_lengths, vocabulary: lengths_for(
+        task_feature_lengths, vocabulary.extra_ids).raw,
+    eos={"inputs": True, "targets": True}, tiny_lengths={"inputs": 64, "targets": 16},
+))

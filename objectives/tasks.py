@@ -1,14 +1,19 @@
-"""seqio Task registration: one task per (corpus, objective), named {corpus}_{objective}.
+"""seqio tasks '{corpus}_{objective}' for every registered pair, and the gin face of the registries.
 
-Each task: source (objectives/corpora.py) -> 'text' becomes 'targets' -> tokenize (no EOS) ->
-[seqio cache boundary] -> objective preprocessor. Objectives are post-cache because they are random
-(every epoch draws new splits / masks). The sources shuffle documents and the objectives shuffle
-their examples, so the tasks disable seqio's final example shuffle (it would split the prefix-LM
-row pairs; see objectives/prefix_lm.py).
+Each task: corpus source -> 'text' becomes 'targets' -> tokenize (no EOS) -> [seqio cache boundary]
+-> the objective's preprocessor. Objectives are post-cache because they are random (every epoch
+draws new splits / masks). The sources shuffle documents and the objectives shuffle their examples,
+so the tasks disable seqio's final example shuffle (it would split the prefix-LM row pairs; see
+objectives/prefix_lm.py).
 
-The vocabulary of a corpus is chosen in gin (gin_configs/data/*.gin bind the corpus's entry of
-objectives.tasks.corpus_vocabularies to %VOCABULARY) and resolved when a dataset is built, so the
-tasks can be registered on import, before gin is parsed.
+Tasks follow the registries: this module registers the task of every pair already registered and
+subscribes to later registrations, so `objectives.register(...)` from a user's module (after
+`import objectives`) adds that objective's task on every corpus.
+
+Vocabulary: one per run. The data gin file binds `objectives.corpus_vocabulary.vocabulary =
+%VOCABULARY`, and every task (and the MTF mixtures) is tokenized with it; unbound, each corpus
+falls back to its registered default. It is resolved when a dataset is built, so the tasks can be
+registered on import, before gin is parsed.
 """
 
 from __future__ import annotations
@@ -18,53 +23,59 @@ from typing import Optional
 import gin
 import seqio
 
-from objectives import corpora
 from objectives import common
-from objectives import full_lm
-from objectives import prefix_lm
-from objectives import span_corruption
-from objectives import ul2
-from objectives import vocab as vocab_lib
-
-OBJECTIVES = ("full_lm", "prefix_lm", "span_corruption", "ul2")
-OBJECTIVE_FNS = {
-    "full_lm": full_lm.full_lm,
-    "prefix_lm": prefix_lm.prefix_lm,
-    "span_corruption": span_corruption.span_corruption,
-    "ul2": ul2.ul2,
-}
-# Whether the objective appends EOS to its features (informational for seqio; the objective adds it).
-_ADDS_EOS = {"full_lm": False, "prefix_lm": False, "span_corruption": True, "ul2": True}
+from objectives import registry
 
 
-@gin.configurable(module="objectives.tasks")
-def corpus_vocabularies(
-    embedded: Optional[seqio.Vocabulary] = None,
-    c4: Optional[seqio.Vocabulary] = None,
-    text: Optional[seqio.Vocabulary] = None,
-) -> dict:
-  """The vocabulary bound to each corpus in gin (None: the default of _DEFAULT_VOCABULARIES)."""
-  return {"embedded": embedded, "c4": c4, "text": text}
+class UnknownTaskError(registry.ConfigError):
+  """A task name that is not '{corpus}_{objective}' of registered names; lists them."""
 
 
-# Factories, called only for the corpus in use (the T5 default needs its model file to exist).
-_DEFAULT_VOCABULARIES = {
-    "embedded": vocab_lib.embedded_vocabulary,
-    "c4": vocab_lib.sentencepiece_vocabulary,
-    "text": vocab_lib.embedded_vocabulary,
-}
+@gin.configurable(module="objectives")
+def corpus_vocabulary(corpus: str,
+                      vocabulary: Optional[seqio.Vocabulary] = None) -> seqio.Vocabulary:
+  """The run's vocabulary (gin: `vocabulary = %VOCABULARY`), else the corpus's default one."""
+  default = registry.get_corpus(corpus).vocabulary
+  return vocabulary if vocabulary is not None else default()
 
 
-def corpus_vocabulary(corpus: str) -> seqio.Vocabulary:
-  """The vocabulary of a corpus under the current gin config."""
-  if corpus not in corpora.CORPORA:
-    raise ValueError(f"Unknown corpus {corpus!r}; valid corpora: {', '.join(corpora.CORPORA)}.")
-  bound = corpus_vocabularies()[corpus]
-  return bound if bound is not None else _DEFAULT_VOCABULARIES[corpus]()
+@gin.configurable(module="objectives")
+def task_name(corpus: str = gin.REQUIRED, objective: str = gin.REQUIRED) -> str:
+  """'{corpus}_{objective}' of registered names: gin's MIXTURE_OR_TASK_NAME."""
+  registry.get_corpus(corpus)
+  registry.get(objective)
+  return _join(corpus, objective)
+
+
+@gin.configurable(module="objectives")
+def tiny_feature_lengths(objective: str = gin.REQUIRED) -> dict[str, int]:
+  """The objective's tiny TASK_FEATURE_LENGTHS: gin's TINY_FEATURE_LENGTHS (CPU runs, tests)."""
+  return dict(registry.get(objective).tiny_lengths)
+
+
+def _join(corpus: str, objective: str) -> str:
+  return f"{corpus}_{objective}"
+
+
+def task_names() -> tuple[str, ...]:
+  """Every registered task, corpus-major, in registration order."""
+  return tuple(_join(c, o) for c in registry.corpus_names() for o in registry.names())
+
+
+def parse_task_name(name: str) -> tuple[str, str]:
+  """(corpus, objective) of a task name; an unknown name raises listing the registered ones."""
+  for corpus in registry.corpus_names():
+    for objective in registry.names():
+      if name == _join(corpus, objective):
+        return corpus, objective
+  raise UnknownTaskError(
+      f"Unknown task {name!r} (MIXTURE_OR_TASK_NAME); registered tasks: {', '.join(task_names())}. "
+      f"Corpora: {', '.join(registry.corpus_names())}; objectives: {', '.join(registry.names())}."
+  )
 
 
 class CorpusVocabulary(seqio.Vocabulary):
-  """The vocabulary gin assigns to a corpus, looked up on each use (tasks register before gin)."""
+  """The vocabulary of a corpus under gin, looked up on each use (tasks register before gin)."""
 
   def __init__(self, corpus: str):
     self._corpus = corpus
@@ -133,49 +144,36 @@ class CorpusVocabulary(seqio.Vocabulary):
     return f"CorpusVocabulary({self._corpus!r})"
 
 
-def task_name(corpus: str, objective: str) -> str:
-  return f"{corpus}_{objective}"
-
-
-def parse_task_name(name: str) -> tuple[str, str]:
-  """(corpus, objective) of a task name; unknown names raise listing the valid ones."""
-  for corpus in corpora.CORPORA:
-    for objective in OBJECTIVES:
-      if name == task_name(corpus, objective):
-        return corpus, objective
-  valid = [task_name(c, o) for c in corpora.CORPORA for o in OBJECTIVES]
-  raise ValueError(
-      f"Unknown task {name!r} (MIXTURE_OR_TASK_NAME); valid tasks: {', '.join(valid)}. "
-      f"Corpora: {', '.join(corpora.CORPORA)}; objectives: {', '.join(OBJECTIVES)}."
+def _register_task(corpus: registry.Corpus, objective: registry.Objective) -> None:
+  """(Re)registers one task: a re-registered objective or corpus replaces its tasks."""
+  name = _join(corpus.name, objective.name)
+  vocabulary = CorpusVocabulary(corpus.name)
+  seqio.TaskRegistry.remove(name)
+  seqio.TaskRegistry.add(
+      name,
+      source=corpus.source(),
+      output_features={
+          k: seqio.Feature(vocabulary=vocabulary, add_eos=objective.eos[k])
+          for k in objective.features
+      },
+      preprocessors=[
+          common.rekey_text,
+          common.tokenize,
+          seqio.CacheDatasetPlaceholder(),
+          objective.preprocessor,
+      ],
+      shuffle_buffer_size=None,
   )
 
 
-def output_features(corpus: str, objective: str) -> dict[str, seqio.Feature]:
-  vocabulary = CorpusVocabulary(corpus)
-  eos = _ADDS_EOS[objective]
-  keys = ("targets",) if objective == "full_lm" else ("inputs", "targets")
-  return {k: seqio.Feature(vocabulary=vocabulary, add_eos=eos) for k in keys}
+def _on_objective(objective: registry.Objective) -> None:
+  for corpus in registry.corpus_names():
+    _register_task(registry.get_corpus(corpus), objective)
 
 
-def register_all() -> list[str]:
-  """Registers the 12 tasks (idempotent); returns their names."""
-  names = []
-  for corpus in corpora.CORPORA:
-    for objective in OBJECTIVES:
-      name = task_name(corpus, objective)
-      names.append(name)
-      if name in seqio.TaskRegistry.names():
-        continue
-      seqio.TaskRegistry.add(
-          name,
-          source=corpora.make_source(corpus),
-          output_features=output_features(corpus, objective),
-          preprocessors=[
-              common.rekey_text,
-              common.tokenize,
-              seqio.CacheDatasetPlaceholder(),
-              OBJECTIVE_FNS[objective],
-          ],
-          shuffle_buffer_size=None,
-      )
-  return names
+def _on_corpus(corpus: registry.Corpus) -> None:
+  for objective in registry.names():
+    _register_task(corpus, registry.get(objective))
+
+
+registry.subscribe(_on_objective, _on_corpus)

@@ -23,6 +23,7 @@ import tensorflow as tf
 
 from objectives import common
 from objectives import noise
+from objectives import registry
 from objectives import vocab as vocab_lib
 
 # (family, mean span, density); S has no span settings.
@@ -121,6 +122,13 @@ def validate_lengths(task_feature_lengths: Mapping[str, int], extra_ids: int) ->
   return raw
 
 
+def _raw_length(task_feature_lengths: Mapping[str, int], vocabulary: seqio.Vocabulary) -> int:
+  """The raw length (validate_lengths), once the vocabulary is known to hold the paradigm tokens."""
+  raw = validate_lengths(task_feature_lengths, vocabulary.extra_ids)
+  paradigm_ids(vocabulary, settings())
+  return raw
+
+
 @gin.configurable(module="objectives.ul2")
 def ul2(
     ds: tf.data.Dataset,
@@ -159,3 +167,12 @@ def ul2(
 
   pieces = common.chunk_stream(ds, raw, min_length=2)
   return common.shuffle(denoise(pieces))
+
+
+# eos: what the task's seqio features declare. The preprocessor adds EOS itself: R and X end inputs
+# and targets with it, S (prefix LM) does not.
+registry.register(registry.Objective(
+    name="ul2", short="UL2", preprocessor=ul2, features=("inputs", "targets"),
+    raw_length=_raw_length, eos={"inputs": True, "targets": True},
+    tiny_lengths={"inputs": 64, "targets": 64},
+))

@@ -1,32 +1,29 @@
-"""Config-time checks of (task, architecture, feature lengths, vocabulary), before any model is built.
+"""Config-time checks of (task, feature lengths, vocabulary, architecture), before a model is built.
 
-The trainer calls `objectives.validate(...)` right after parsing gin; every error names the gin
+Everything objective-specific comes from the registries (objectives/registry.py): the features, the
+raw-length rule and on which architectures the objective is defined. Every error names the gin
 macro or binding at fault and the values that would work.
 """
 
 from __future__ import annotations
 
-from typing import Mapping, Optional
+from typing import Any, Mapping, Optional
 
 import seqio
 
-from objectives import corpora
-from objectives import prefix_lm
-from objectives import span_corruption
+from objectives import registry
 from objectives import tasks
-from objectives import ul2
+from objectives.registry import ConfigError
 
-ARCHITECTURES = ("causal_decoder", "non_causal_decoder", "encoder_decoder")
-
-
-class ConfigError(ValueError):
-  """An objective/architecture/length/vocabulary combination that cannot train."""
+# T5 rounds its 32,100 ids up to 32,128 embedding rows; VOCAB_SIZE may do the same, no more.
+_VOCAB_SIZE_MULTIPLE = 128
 
 
 def validate(
     task_name: str,
-    architecture: str,
     task_feature_lengths: Mapping[str, int],
+    *,
+    architecture: Any = None,
     vocabulary: Optional[seqio.Vocabulary] = None,
     vocab_size: Optional[int] = None,
     check_corpus: bool = True,
@@ -35,76 +32,91 @@ def validate(
 
   Args:
     task_name: MIXTURE_OR_TASK_NAME, '{corpus}_{objective}'.
-    architecture: 'causal_decoder', 'non_causal_decoder' or 'encoder_decoder'.
     task_feature_lengths: TASK_FEATURE_LENGTHS.
-    vocabulary: VOCABULARY (the model's); defaults to the task corpus's vocabulary.
-    vocab_size: VOCAB_SIZE (ids the model embeds); must cover the vocabulary.
+    architecture: the model's architecture (duck-typed: .name, .encoder_decoder), or None to skip
+      the objective/architecture check.
+    vocabulary: VOCABULARY (the model's); defaults to the vocabulary the task is tokenized with.
+    vocab_size: VOCAB_SIZE (ids the model embeds): the vocabulary's ids, rounded up to a multiple of
+      128 at most.
     check_corpus: also open the corpus (reads text files; checks the TFDS c4 preparation).
 
   Returns:
     {'corpus', 'objective', 'raw_length'}: raw tokens of the stream consumed per example.
   """
-  try:
-    corpus, objective = tasks.parse_task_name(task_name)
-  except ValueError as e:
-    raise ConfigError(str(e)) from None
-  if architecture not in ARCHITECTURES:
-    raise ConfigError(
-        f"Unknown architecture {architecture!r}; valid architectures: {', '.join(ARCHITECTURES)}."
-    )
-  if objective == "full_lm" and architecture == "encoder_decoder":
-    raise ConfigError(
-        f"(objective full_lm, architecture encoder_decoder) is undefined: full language modeling "
-        f"has no inputs for the encoder. Use prefix_lm, span_corruption or ul2 with the "
-        f"encoder-decoder, or a decoder architecture with full_lm (task {task_name!r})."
-    )
+  corpus_name, objective_name = tasks.parse_task_name(task_name)
+  objective = registry.get(objective_name)
+  on = ""
+  if architecture is not None:
+    on = f" on {architecture.name}"
+    if not objective.defined_on(architecture):
+      defined = [n for n in registry.names() if registry.get(n).defined_on(architecture)]
+      raise ConfigError(
+          f"(objective {objective.name}, architecture {architecture.name}) is undefined: "
+          f"{objective.why_undefined(architecture)}. Objectives defined on {architecture.name}: "
+          f"{', '.join(defined) or 'none'}. Change OBJECTIVE (gin_configs/objectives/) or the "
+          f"arch gin file (task {task_name!r})."
+      )
   lengths = dict(task_feature_lengths or {})
-  bad = [k for k, v in lengths.items() if not isinstance(v, int) or v < 1]
+  bad = [k for k, v in lengths.items() if isinstance(v, bool) or not isinstance(v, int) or v < 1]
   if bad:
     raise ConfigError(f"TASK_FEATURE_LENGTHS={lengths}: {bad} must be positive integers.")
-  expected = {"targets"} if objective == "full_lm" else {"inputs", "targets"}
+  expected = set(objective.features)
   if set(lengths) != expected:
     raise ConfigError(
-        f"TASK_FEATURE_LENGTHS={lengths} does not fit {objective}: expected exactly the keys "
-        f"{sorted(expected)} (see gin_configs/objectives/{objective}.gin)."
+        f"TASK_FEATURE_LENGTHS={lengths} does not fit {objective.name}: expected exactly the keys "
+        f"{sorted(expected)} (see gin_configs/objectives/{objective.name}.gin)."
     )
 
   try:
-    task_vocabulary = tasks.corpus_vocabulary(corpus)
+    task_vocabulary = tasks.corpus_vocabulary(corpus_name)
   except (ValueError, OSError) as e:
-    raise ConfigError(f"{task_name}: the vocabulary of corpus {corpus!r} is unusable: {e}") from None
+    raise ConfigError(
+        f"{task_name}: the vocabulary of corpus {corpus_name!r} is unusable: {e}"
+    ) from None
   if vocabulary is None:
     vocabulary = task_vocabulary
   elif vocabulary != task_vocabulary:
     raise ConfigError(
-        f"VOCABULARY ({vocabulary!r}) differs from the vocabulary the {corpus!r} corpus is "
-        f"tokenized with ({task_vocabulary!r}); bind "
-        f"objectives.tasks.corpus_vocabularies.{corpus} = %VOCABULARY (gin_configs/data/{corpus}.gin)."
+        f"VOCABULARY ({_describe(vocabulary)}) differs from the vocabulary the {corpus_name!r} "
+        f"corpus is tokenized with ({_describe(task_vocabulary)}); bind "
+        f"objectives.corpus_vocabulary.vocabulary = %VOCABULARY (gin_configs/data/{corpus_name}.gin)."
     )
-  if vocab_size is not None and vocab_size < vocabulary.vocab_size:
-    raise ConfigError(
-        f"VOCAB_SIZE={vocab_size} is smaller than the vocabulary's {vocabulary.vocab_size} ids "
-        f"(pieces + extra ids); bind VOCAB_SIZE = {vocabulary.vocab_size} (gin_configs/data/)."
-    )
+  if vocab_size is not None:
+    _check_vocab_size(vocab_size, vocabulary, corpus_name)
 
   try:
-    if objective == "full_lm":
-      if lengths["targets"] < 2:
-        raise ValueError(f"TASK_FEATURE_LENGTHS['targets']={lengths['targets']}: need >= 2.")
-      raw = lengths["targets"]
-    elif objective == "prefix_lm":
-      raw = prefix_lm.chunk_length(lengths)
-    elif objective == "span_corruption":
-      raw = span_corruption.lengths_for(lengths, vocabulary.extra_ids).raw
-    else:
-      raw = ul2.validate_lengths(lengths, vocabulary.extra_ids)
-      ul2.paradigm_ids(vocabulary, ul2.settings())
+    raw = objective.raw_length(lengths, vocabulary)
   except ValueError as e:
-    raise ConfigError(f"{task_name} on {architecture}: {e}") from None
+    raise ConfigError(f"{task_name}{on}: {e}") from None
 
   if check_corpus:
     try:
-      corpora.check_corpus(corpus)
+      registry.get_corpus(corpus_name).check("train")
     except (ValueError, OSError) as e:
       raise ConfigError(f"{task_name}: {e}") from None
-  return {"corpus": corpus, "objective": objective, "raw_length": raw}
+  return {"corpus": corpus_name, "objective": objective.name, "raw_length": raw}
+
+
+def _check_vocab_size(vocab_size: int, vocabulary: seqio.Vocabulary, corpus: str) -> None:
+  """VOCAB_SIZE must hold every id of VOCABULARY and add no rows beyond T5-style padding."""
+  ids = vocabulary.vocab_size
+  padded = -(-ids // _VOCAB_SIZE_MULTIPLE) * _VOCAB_SIZE_MULTIPLE
+  if vocab_size < ids:
+    raise ConfigError(
+        f"VOCAB_SIZE={vocab_size} is smaller than the vocabulary's {ids} ids (VOCABULARY = "
+        f"{_describe(vocabulary)}); bind VOCAB_SIZE = {ids} (gin_configs/data/{corpus}.gin)."
+    )
+  if vocab_size > padded:
+    raise ConfigError(
+        f"VOCAB_SIZE={vocab_size} is larger than the vocabulary's {ids} ids (VOCABULARY = "
+        f"{_describe(vocabulary)}): the model would embed {vocab_size - ids} ids the task never "
+        f"produces. Bind VOCAB_SIZE = {ids} (up to {padded}, rounded up to a multiple of "
+        f"{_VOCAB_SIZE_MULTIPLE}) beside VOCABULARY (gin_configs/data/{corpus}.gin)."
+    )
+
+
+def _describe(vocabulary: seqio.Vocabulary) -> str:
+  """'SentencePieceVocabulary: 4,000 pieces + 100 extra ids' (no file paths in messages)."""
+  extra = vocabulary.extra_ids
+  return (f"{type(vocabulary).__name__}: {vocabulary.vocab_size - extra:,} pieces + {extra} "
+          "extra ids")

@@ -192,9 +192,10 @@ def test_t0_train_task_reads_a_local_p3_folder(tmp_path):
   _write_jsonl(tmp_path / "imdb_sentiment" / "train.jsonl",
                [{"inputs": f"Film {i} was great.", "targets": "positive"} for i in range(5)])
   gin.clear_config()
-  # T5's vocabulary file is not reachable here: the embedded one stands in for the c4 corpus.
+  # T5's vocabulary file (the c4 corpus's default) is not reachable here: the run's vocabulary, the
+  # embedded one, replaces it.
   gin.parse_config([f"objectives.multitask.mtf_options.p3_dir = '{tmp_path}'",
-                    "objectives.tasks.corpus_vocabularies.c4 = "
+                    "objectives.corpus_vocabulary.vocabulary = "
                     "@objectives.vocab.embedded_vocabulary()"])
   try:
     task = seqio.get_mixture_or_task("t0_train")

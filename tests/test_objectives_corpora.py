@@ -7,6 +7,7 @@ import sys
 import gin
 import pytest
 
+import objectives
 from objectives import corpora
 from objectives import plays
 
@@ -65,7 +66,7 @@ def test_text_file_not_utf8_names_file_and_offset(tmp_path, text_gin):
   bad.write_bytes("caf".encode() + "é".encode("latin-1") + b" au lait")
   text_gin(train_files=[str(bad)])
   with pytest.raises(corpora.CorpusError, match=r"latin1\.txt is not UTF-8: byte offset 3 \(0xe9\)"):
-    corpora.check_corpus("text")
+    objectives.get_corpus("text").check("train")
 
 
 def test_empty_or_missing_text_corpus(tmp_path, text_gin):
@@ -85,8 +86,9 @@ def test_empty_or_missing_text_corpus(tmp_path, text_gin):
 
 
 def test_unknown_corpus_and_split():
-  with pytest.raises(corpora.CorpusError, match="valid corpora: embedded, c4, text"):
-    corpora.make_source("wiki")
+  registered = ", ".join(objectives.corpus_names())
+  with pytest.raises(objectives.UnknownCorpusError, match=f"Unknown corpus 'wiki' .*registered: {registered}"):
+    objectives.get_corpus("wiki")
   with pytest.raises(corpora.CorpusError, match="valid splits: train, validation"):
     corpora.embedded_documents("test")
 
@@ -135,7 +137,7 @@ def test_c4_tasks_read_text_only_through_the_gin_settings(monkeypatch):
   with gin.unlock_config():
     gin.bind_parameter("objectives.corpora.c4_settings.version", "3.0.1")
     gin.bind_parameter("objectives.corpora.c4_settings.data_dir", "/data/tfds")
-    gin.bind_parameter("objectives.tasks.corpus_vocabularies.c4", vocab.embedded_vocabulary())
+    gin.bind_parameter("objectives.corpus_vocabulary.vocabulary", vocab.embedded_vocabulary())
   try:
     task = seqio.get_mixture_or_task("c4_span_corruption")
     ds = task.get_dataset({"inputs": 32, "targets": 12}, split="train", shuffle=True, seed=3,

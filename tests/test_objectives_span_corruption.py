@@ -118,4 +118,4 @@ def test_lengths_errors_name_the_fix():
     span_corruption.lengths_for({"inputs": 512, "targets": 114}, extra_ids=10)
   with pytest.raises(ValueError, match="too short for span corruption"):
     noise.raw_length_for_inputs(2, 0.15, 3.0)
-  assert "embedded_span_corruption" in objectives.TASK_NAMES
+  assert "embedded_span_corruption" in objectives.task_names()

@@ -113,6 +113,6 @@ def test_unreadable_c4_vocabulary_is_a_config_error(tmp_path):
     gin.bind_parameter("objectives.vocab.sentencepiece_vocabulary.model_file", str(tmp_path / "t5.model"))
   try:
     with pytest.raises(objectives.ConfigError, match="vocabulary of corpus 'c4' is unusable.*t5.model"):
-      objectives.validate("c4_span_corruption", "encoder_decoder", {"inputs": 512, "targets": 114})
+      objectives.validate("c4_span_corruption", {"inputs": 512, "targets": 114})
   finally:
     gin.clear_config()
