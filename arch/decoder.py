@@ -37,20 +37,20 @@ class DecoderOnlyNetwork(nn.Module):
 
     mask = masks.decoder_only_mask(decoder_target_tokens, decoder_segment_ids,
                                    decoder_causal_attention, prefix=self.prefix)
-    bias_Bx1xLxL = masks.mask_to_bias(mask)
+    self_bias = masks.mask_to_bias(mask)  # [B, 1, L, L], shared by the heads
     pos_BxL = (positions.default_positions(length) if decoder_positions is None
                else decoder_positions)
-    buckets = None
+    buckets_BxLxL = None
     if cfg.position_scheme == "relative":
       bidirectional = (self.prefix and decoder_causal_attention is not None
                        and cfg.prefix_bucketing == "bidirectional")
-      buckets = positions.relative_buckets(
+      buckets_BxLxL = positions.relative_buckets(
           pos_BxL, pos_BxL, bidirectional=bidirectional, num_buckets=cfg.relative_num_buckets,
           max_distance=cfg.relative_max_distance)
     elif cfg.position_scheme == "alibi":
-      bias_Bx1xLxL = bias_Bx1xLxL + positions.alibi_bias(pos_BxL, pos_BxL, cfg.num_heads)
+      self_bias = self_bias + positions.alibi_bias(pos_BxL, pos_BxL, cfg.num_heads)  # [B, H, L, L]
 
-    x_BxLxD = stack.run_stack(cfg, cfg.num_layers, x_BxLxD, bias_Bx1xLxL, buckets, pos_BxL,
+    x_BxLxD = stack.run_stack(cfg, cfg.num_layers, x_BxLxD, self_bias, buckets_BxLxL, pos_BxL,
                               deterministic=deterministic,
                               own_relpos_table=cfg.position_scheme == "relative")
     y_BxLxD = layers.RMSNorm(cfg.norm_epsilon, dtype, name="decoder_norm")(x_BxLxD)

@@ -198,7 +198,11 @@ class MlpBlock(nn.Module):
 
 
 class MultiHeadAttention(nn.Module):
-  """Dot-product attention, no biases; 1/sqrt(K) is folded into the query init as in T5."""
+  """Dot-product attention, no biases; 1/sqrt(Dh) is folded into the query init as in T5.
+
+  Q and K are the query and key lengths, Dh the head dim. bias_BxHxQxK is additive and may have
+  size 1 on its batch or head axis (a mask shared by all heads, a position bias by all rows).
+  """
 
   config: TransformerConfig
   deterministic: bool = True
@@ -208,33 +212,33 @@ class MultiHeadAttention(nn.Module):
   def __call__(self, xq_BxQxD, xkv_BxKxD, bias_BxHxQxK, q_pos_BxQ=None, k_pos_BxK=None):
     cfg = self.config
     dtype = cfg.activation_dtype
-    d, h, k = xq_BxQxD.shape[-1], cfg.num_heads, cfg.head_dim
+    d, h, dh = xq_BxQxD.shape[-1], cfg.num_heads, cfg.head_dim
     in_init = nn.initializers.variance_scaling(1.0, "fan_in", "normal", in_axis=0, out_axis=(1, 2))
-    query_init = lambda *a: in_init(*a) / jnp.sqrt(k).astype(jnp.float32)  # noqa: E731
+    query_init = lambda *a: in_init(*a) / jnp.sqrt(dh).astype(jnp.float32)  # noqa: E731
     out_init = nn.initializers.variance_scaling(1.0, "fan_in", "normal", in_axis=(0, 1),
                                                 out_axis=2)
 
     def project(name, x_BxLxD, init):
-      kernel_DxHxK = self.param(name, nn.with_logical_partitioning(init, ("embed", "heads", "kv")),
-                                (d, h, k), jnp.float32)
-      y = token_matmul(x_BxLxD.astype(dtype), kernel_DxHxK.astype(dtype))
-      return _constrain(y, ("batch", "length", "heads", "kv"))
+      kernel_DxHxDh = self.param(name, nn.with_logical_partitioning(init, ("embed", "heads", "kv")),
+                                 (d, h, dh), jnp.float32)
+      y_BxLxHxDh = token_matmul(x_BxLxD.astype(dtype), kernel_DxHxDh.astype(dtype))
+      return _constrain(y_BxLxHxDh, ("batch", "length", "heads", "kv"))
 
-    q_BxQxHxK = project("query", xq_BxQxD, query_init)
-    k_BxKxHxK = project("key", xkv_BxKxD, in_init)
-    v_BxKxHxK = project("value", xkv_BxKxD, in_init)
+    q_BxQxHxDh = project("query", xq_BxQxD, query_init)
+    k_BxKxHxDh = project("key", xkv_BxKxD, in_init)
+    v_BxKxHxDh = project("value", xkv_BxKxD, in_init)
     if self.use_rotary:
-      q_BxQxHxK = positions.apply_rotary(q_BxQxHxK, q_pos_BxQ, cfg.rotary_max_wavelength)
-      k_BxKxHxK = positions.apply_rotary(k_BxKxHxK, k_pos_BxK, cfg.rotary_max_wavelength)
-    logits_BxHxQxK = jnp.einsum("bqhk,bjhk->bhqj", q_BxQxHxK, k_BxKxHxK).astype(jnp.float32)
+      q_BxQxHxDh = positions.apply_rotary(q_BxQxHxDh, q_pos_BxQ, cfg.rotary_max_wavelength)
+      k_BxKxHxDh = positions.apply_rotary(k_BxKxHxDh, k_pos_BxK, cfg.rotary_max_wavelength)
+    logits_BxHxQxK = jnp.einsum("bqhd,bkhd->bhqk", q_BxQxHxDh, k_BxKxHxDh).astype(jnp.float32)
     logits_BxHxQxK = logits_BxHxQxK + bias_BxHxQxK.astype(jnp.float32)
     weights_BxHxQxK = jax.nn.softmax(logits_BxHxQxK, axis=-1).astype(dtype)
     weights_BxHxQxK = nn.Dropout(cfg.dropout_rate)(weights_BxHxQxK,
                                                    deterministic=self.deterministic)
-    ctx_BxQxHxK = jnp.einsum("bhqj,bjhk->bqhk", weights_BxHxQxK, v_BxKxHxK)
-    out_HxKxD = self.param("out", nn.with_logical_partitioning(out_init, ("heads", "kv", "embed")),
-                           (h, k, d), jnp.float32)
-    out_BxQxD = token_matmul(ctx_BxQxHxK, out_HxKxD.astype(dtype), in_dims=2)
+    ctx_BxQxHxDh = jnp.einsum("bhqk,bkhd->bqhd", weights_BxHxQxK, v_BxKxHxDh)
+    out_HxDhxD = self.param("out", nn.with_logical_partitioning(out_init, ("heads", "kv", "embed")),
+                            (h, dh, d), jnp.float32)
+    out_BxQxD = token_matmul(ctx_BxQxHxDh, out_HxDhxD.astype(dtype), in_dims=2)
     return _constrain(out_BxQxD, ("batch", "length", "embed"))
 
 

@@ -75,14 +75,17 @@ def alibi_bias(q_pos_BxQ, k_pos_BxK, num_heads: int):
   return -slopes_1xHx1x1 * dist_BxQxK[:, None, :, :]
 
 
-def apply_rotary(x_BxLxHxK, pos_BxL, max_wavelength: float):
-  """Rotates (first half, second half) channel pairs of each head by position-dependent angles."""
-  half = x_BxLxHxK.shape[-1] // 2
-  freq_k = 1.0 / (max_wavelength ** (np.arange(half, dtype=np.float32) * 2.0 / (2 * half)))
-  angle_BxLxK = pos_BxL[:, :, None].astype(jnp.float32) * jnp.asarray(freq_k)[None, None, :]
-  sin_BxLx1xK = jnp.sin(angle_BxLxK)[:, :, None, :]
-  cos_BxLx1xK = jnp.cos(angle_BxLxK)[:, :, None, :]
-  x1, x2 = x_BxLxHxK[..., :half].astype(jnp.float32), x_BxLxHxK[..., half:].astype(jnp.float32)
-  out = jnp.concatenate([x1 * cos_BxLx1xK - x2 * sin_BxLx1xK, x2 * cos_BxLx1xK + x1 * sin_BxLx1xK],
+def apply_rotary(x_BxLxHxDh, pos_BxL, max_wavelength: float):
+  """Rotates (first half, second half) channel pairs of each head by position-dependent angles.
+
+  P = Dh / 2 is the number of rotated channel pairs per head.
+  """
+  half = x_BxLxHxDh.shape[-1] // 2
+  freq_P = 1.0 / (max_wavelength ** (np.arange(half, dtype=np.float32) * 2.0 / (2 * half)))
+  angle_BxLxP = pos_BxL[:, :, None].astype(jnp.float32) * jnp.asarray(freq_P)[None, None, :]
+  sin_BxLx1xP = jnp.sin(angle_BxLxP)[:, :, None, :]
+  cos_BxLx1xP = jnp.cos(angle_BxLxP)[:, :, None, :]
+  x1, x2 = x_BxLxHxDh[..., :half].astype(jnp.float32), x_BxLxHxDh[..., half:].astype(jnp.float32)
+  out = jnp.concatenate([x1 * cos_BxLx1xP - x2 * sin_BxLx1xP, x2 * cos_BxLx1xP + x1 * sin_BxLx1xP],
                         axis=-1)
-  return out.astype(x_BxLxHxK.dtype)
+  return out.astype(x_BxLxHxDh.dtype)

@@ -23,7 +23,11 @@ _REMAT_POLICIES = {
 
 
 class TransformerLayer(nn.Module):
-  """Pre-norm residual layer: self-attention, [cross-attention], gated MLP."""
+  """Pre-norm residual layer: self-attention, [cross-attention], gated MLP.
+
+  self_bias ([B, 1, L, L] or [B, H, L, L]) and cross_bias ([B, 1, L, S]) are additive attention
+  biases; a layer that owns a relative-bias table adds its [B, H, L, L] bias to self_bias.
+  """
 
   config: TransformerConfig
   deterministic: bool = True
@@ -32,8 +36,8 @@ class TransformerLayer(nn.Module):
   scanned: bool = False
 
   @nn.compact
-  def __call__(self, x_BxLxD, self_bias_BxHxLxL, buckets_BxLxL=None, pos_BxL=None,
-               encoded_BxSxD=None, cross_bias_BxHxLxS=None):
+  def __call__(self, x_BxLxD, self_bias, buckets_BxLxL=None, pos_BxL=None, encoded_BxSxD=None,
+               cross_bias=None):
     cfg = self.config
     dtype = cfg.activation_dtype
     drop = lambda y: nn.Dropout(cfg.dropout_rate, broadcast_dims=(-2,))(  # noqa: E731
@@ -41,20 +45,19 @@ class TransformerLayer(nn.Module):
     norm = lambda name: layers.RMSNorm(cfg.norm_epsilon, dtype, name=name)  # noqa: E731
     use_rotary = cfg.position_scheme == "rotary"
 
-    bias = self_bias_BxHxLxL
     if self.own_relpos_table:
-      bias = layers.broadcast_add(bias, positions.RelativePositionBias(
+      self_bias = layers.broadcast_add(self_bias, positions.RelativePositionBias(
           cfg.num_heads, cfg.relative_num_buckets, name="relpos_bias")(buckets_BxLxL))
     h_BxLxD = norm("pre_self_attention_norm")(x_BxLxD)
     h_BxLxD = layers.MultiHeadAttention(cfg, self.deterministic, use_rotary, name="self_attention")(
-        h_BxLxD, h_BxLxD, bias, pos_BxL, pos_BxL)
+        h_BxLxD, h_BxLxD, self_bias, pos_BxL, pos_BxL)
     x_BxLxD = x_BxLxD + drop(h_BxLxD)
 
     if self.cross_attention:
       h_BxLxD = norm("pre_cross_attention_norm")(x_BxLxD)
       h_BxLxD = layers.MultiHeadAttention(cfg, self.deterministic, False,
                                           name="encoder_decoder_attention")(
-                                              h_BxLxD, encoded_BxSxD, cross_bias_BxHxLxS)
+                                              h_BxLxD, encoded_BxSxD, cross_bias)
       x_BxLxD = x_BxLxD + drop(h_BxLxD)
 
     h_BxLxD = norm("pre_mlp_norm")(x_BxLxD)
