@@ -1,5 +1,13 @@
 """Networks and the model API: CD / ND (one decoder-only network) and ED, plus accounting.
 
+Imports run one way. arch imports only itself, the libraries (JAX, Flax, seqio, gin, numpy) and
+experiments.runtime, the runtime every package shares (its error base, and gin flags for the
+accounting command). It never imports objectives, eval or experiments: those read arch (the
+registry, the model API), arch reads none of them, so a network knows nothing of objectives, data
+or evaluation, and anything above can rely on arch without a cycle.
+
+  registry.py         the architectures by name: factory, encoder-decoder or not, bidirectional
+                      prefix, feature converter, FLOP rule, default lengths (register / get / names)
   config.py           TransformerConfig (gin), validated at construction
   layers.py           RMSNorm, gated MLP, attention, embedding/logits (logical axis names)
   positions.py        T5 relative buckets, rotary, ALiBi
@@ -7,7 +15,13 @@
   stack.py            one layer, N layers by loop or nn.scan (+ remat), layout converters
   decoder.py          decoder-only network (CD: causal, ND: prefix attention)
   encoder_decoder.py  encoder-decoder network with encode / decode (encode-once via encoder_row)
-  models.py           the model API: get_model(name, config), loss_fn, token_log_probs, score_batch
+  models.py           the model API (loss_fn with z_loss, token_log_probs, score_batch), the
+                      built-in architectures' registration, get_model(name, config, z_loss=...)
+  flops.py            per-architecture FLOP rules: tokens per matmul role, attention pairs
   accounting.py       params and training FLOPs via eval_shape; `python -m arch.accounting`
   testing.py          tiny configs, synthetic seqio-style batches, input-gradient probes
 """
+
+# Importing the package registers the built-in architectures, so `from arch import registry`
+# always sees them (registry.py itself imports nothing of arch).
+from arch import models as _models  # noqa: E402,F401  pylint: disable=g-import-not-at-top

@@ -5,11 +5,12 @@
 
 Convention (MaxText's): a matmul of an [m, k] by a [k, n] costs 2 m k n FLOPs forward and twice that
 backward, so training costs 6 x (parameters in matmuls) x (tokens through them), plus attention's
-two matmuls per layer, 12 x heads x head_dim x (query, key) pairs, with the pairs counted by the
-real shape: a causal block halved, a bidirectional block (encoder, ND prefix) in full, cross-
-attention S_targets x S_inputs. Embedding lookups, norms and softmax are not counted. An
-"example" is one row of the converted batch (the task feature lengths): a packed row counts as one
-sequence, as dense attention computes it, with the ND prefix block = the 'inputs' length.
+two matmuls per layer, 12 x heads x head_dim x (query, key) pairs. Which tokens each matmul sees
+and how many pairs attention computes is the architecture's own FLOP rule (arch/flops.py, named by
+its registry entry), so a new architecture is counted by its rule or refused, never as another.
+Embedding lookups, norms and softmax are not counted. An "example" is one row of the converted
+batch (the task feature lengths): a packed row counts as one sequence, as dense attention computes
+it, with the ND prefix block = the 'inputs' length.
 
 Two totals are reported. `train_flops_per_example` is what the hardware does (the encoder-decoder's
 cross-attention keys and values are projections of every encoder token, in every decoder layer);
@@ -29,17 +30,12 @@ import jax
 import numpy as np
 
 from arch import models as models_lib
+from arch import registry
 
 FLOP_CONVENTION = (
     "training FLOPs = 6 x matmul parameters x tokens through them + attention 12 x H x head_dim x "
     "(query, key) pairs per layer (causal halved, bidirectional full, cross S_t x S_in); lookups, "
     "norms and softmax excluded")
-
-DEFAULT_TASK_FEATURE_LENGTHS = {
-    "causal_decoder": {"targets": 626},
-    "non_causal_decoder": {"inputs": 512, "targets": 114},
-    "encoder_decoder": {"inputs": 512, "targets": 114},
-}
 
 
 def _path_names(path) -> list[str]:
@@ -61,10 +57,13 @@ def _matmul_role(names: list[str], tied: bool) -> Optional[str]:
 
 def account(model: models_lib.BaseModel,
             task_feature_lengths: Optional[Mapping[str, int]] = None) -> dict:
-  """Parameter count and per-example training FLOPs for `model` at these task feature lengths."""
-  name = model.name
+  """Parameter count and per-example training FLOPs for `model` at these task feature lengths.
+
+  Without task_feature_lengths, the architecture's default (the paper's shape) is counted.
+  """
+  arch = registry.get(model.name)
   if task_feature_lengths is None:
-    task_feature_lengths = DEFAULT_TASK_FEATURE_LENGTHS[name]
+    task_feature_lengths = arch.default_feature_lengths
   task_feature_lengths = {k: int(v) for k, v in dict(task_feature_lengths).items()}
   shapes = model.input_shapes(1, task_feature_lengths)
   abstract = jax.eval_shape(lambda: model.get_initial_variables(jax.random.PRNGKey(0), shapes))
@@ -79,34 +78,24 @@ def account(model: models_lib.BaseModel,
     if role is not None:
       by_role[role] += size
 
-  hk = cfg.num_heads * cfg.head_dim
-  if name == "encoder_decoder":
-    s_in, s_t = shapes["encoder_input_tokens"][1], shapes["decoder_target_tokens"][1]
-    tokens = {"enc": s_in, "dec": s_t, "cross_kv": s_in}
-    pairs = (cfg.num_encoder_layers * s_in * s_in + cfg.num_decoder_layers * s_t * s_t / 2
-             + cfg.num_decoder_layers * s_t * s_in)
-    tokens_per_example = s_in + s_t
-    shape_note = {"inputs": s_in, "targets": s_t}
-  else:
-    length = shapes["decoder_target_tokens"][1]
-    tokens = {"enc": 0, "dec": length, "cross_kv": 0}
-    prefix = task_feature_lengths.get("inputs", 0) if name == "non_causal_decoder" else 0
-    pairs = cfg.num_layers * (prefix * prefix + (length * length - prefix * prefix) / 2)
-    tokens_per_example = length
-    shape_note = {"length": length, "bidirectional_prefix": prefix}
-
+  work = arch.flop_rule(cfg, shapes, task_feature_lengths, arch)
+  uncounted = [r for r, n in by_role.items() if n and r not in work.tokens]
+  if uncounted:
+    raise ValueError(f"The FLOP rule of {arch.name!r} gives no token count for the matmul "
+                     f"roles {uncounted}, which hold parameters (see arch/flops.py).")
+  tokens = {r: work.tokens.get(r, 0) for r in by_role}
   weight_flops = 6.0 * sum(by_role[r] * tokens[r] for r in by_role)
-  attention_flops = 12.0 * hk * pairs
+  attention_flops = 12.0 * cfg.num_heads * cfg.head_dim * work.attention_pairs
   # The paper's per-stack approximation: cross-attention K/V charged to the decoder's tokens.
   paper_weight_flops = 6.0 * (by_role["enc"] * tokens["enc"]
                               + (by_role["dec"] + by_role["cross_kv"]) * tokens["dec"])
   return {
-      "model": name,
+      "model": model.name,
       "params": total,
       "matmul_params": sum(by_role.values()),
       "task_feature_lengths": task_feature_lengths,
-      "tokens_per_example": tokens_per_example,
-      "attention_shape": shape_note,
+      "tokens_per_example": work.tokens_per_example,
+      "attention_shape": dict(work.attention_shape),
       "train_flops_per_example": weight_flops + attention_flops,
       "weight_flops_per_example": weight_flops,
       "attention_flops_per_example": attention_flops,

@@ -36,7 +36,7 @@ class TransformerConfig:
   vocab_size: int = 32128  # ids in use; embedding rows are padded up to a multiple of 128
   emb_dim: int = 512  # D
   num_heads: int = 8  # H
-  head_dim: int = 64  # K
+  head_dim: int = 64  # Dh
   mlp_dim: int = 2048  # F
   num_layers: int = 8  # decoder-only depth
   num_encoder_layers: int = 8  # encoder-decoder: encoder depth
@@ -57,7 +57,6 @@ class TransformerConfig:
   dtype: str = "float32"  # activations; parameters stay float32
   scan_layers: bool = False
   remat_policy: str = "none"
-  z_loss: float = 1e-4
   norm_epsilon: float = 1e-6
 
   def __post_init__(self):
@@ -88,8 +87,6 @@ class TransformerConfig:
       _fail("dtype", self.dtype, f"one of {DTYPES}")
     if not 0.0 <= float(self.dropout_rate) < 1.0:
       _fail("dropout_rate", self.dropout_rate, "a float in [0, 1)")
-    if float(self.z_loss) < 0.0:
-      _fail("z_loss", self.z_loss, "a float >= 0")
 
   @property
   def padded_vocab_size(self) -> int:

@@ -1,11 +1,13 @@
 """The model API, the one seam between networks and the trainer / evaluator (t5x's shape).
 
 `loss_fn`, `token_log_probs`, `score_batch`, `get_initial_variables`, `input_shapes` and the seqio
-feature converter each architecture needs. Batches are exactly seqio's converted features.
+feature converter each architecture needs. Batches are exactly seqio's converted features. The
+three built-in architectures are registered here (arch/registry.py), where their classes live.
 """
 
 from __future__ import annotations
 
+import functools
 from typing import Any, Mapping, Optional
 
 import flax.linen as nn
@@ -15,11 +17,12 @@ import jax.numpy as jnp
 import seqio
 
 from arch import config as config_lib
+from arch import flops
+from arch import registry
 from arch.decoder import DecoderOnlyNetwork
 from arch.encoder_decoder import EncoderDecoderNetwork
 
-MODEL_NAMES = ("causal_decoder", "non_causal_decoder", "encoder_decoder")
-ATTENTION_POLICIES = ("causal", "prefix")
+Z_LOSS = 1e-4  # the paper's (t5x's default): z_loss x summed logsumexp^2 is added to the loss
 
 Batch = Mapping[str, jax.Array]
 
@@ -41,17 +44,29 @@ def _weighted_token_stats(logits_BxLxV, targets_BxL):
 
 
 class BaseModel:
-  """Shared loss / scoring logic; subclasses supply the network call and the feature converter."""
+  """Shared loss / scoring logic; subclasses supply the network call.
 
-  feature_converter_cls: type = seqio.FeatureConverter
-  name: str = ""
+  `name` is the registered architecture (arch/registry.py) the model is built as; `arch` is its
+  registry entry, which also gives the seqio feature converter.
+  """
 
-  def __init__(self, config: config_lib.TransformerConfig):
+  def __init__(self, config: config_lib.TransformerConfig, z_loss: float = Z_LOSS, *, name: str):
     if not isinstance(config, config_lib.TransformerConfig):
       raise TypeError(f"{type(self).__name__} needs an arch.config.TransformerConfig, got "
                       f"{type(config).__name__}.")
+    if isinstance(z_loss, bool) or not isinstance(z_loss, (int, float)) or not z_loss >= 0.0:
+      raise ValueError(f"arch.models.get_model.z_loss = {z_loss!r} is invalid: expected a float "
+                       f">= 0 (the paper's is {Z_LOSS}).")
+    self.arch = registry.get(name)
+    self.name = name
     self.config = config
+    self.z_loss = float(z_loss)
     self._init_fns = {}
+
+  @property
+  def feature_converter_cls(self) -> type:
+    """The seqio feature converter class this architecture's batches come from."""
+    return self.arch.feature_converter_cls
 
   # --- network call, per architecture -------------------------------------------------------
   def _call_kwargs(self, batch: Batch) -> dict:
@@ -102,7 +117,7 @@ class BaseModel:
     weights_BxL = batch["decoder_loss_weights"].astype(jnp.float32)
     ce_BxL, lse_BxL, correct_BxL = _weighted_token_stats(logits_BxLxV, targets_BxL)
     cross_ent = jnp.sum(ce_BxL * weights_BxL)
-    z_loss = self.config.z_loss * jnp.sum(jnp.square(lse_BxL) * weights_BxL)
+    z_loss = self.z_loss * jnp.sum(jnp.square(lse_BxL) * weights_BxL)
     num_tokens = jnp.sum(weights_BxL)
     num_correct = jnp.sum(correct_BxL * weights_BxL)
     loss = cross_ent + z_loss
@@ -133,18 +148,15 @@ class BaseModel:
 
 
 class DecoderOnlyModel(BaseModel):
-  """CD (attention='causal') or ND (attention='prefix') over one decoder-only network."""
+  """CD or ND over one decoder-only network: the architecture's bidirectional_prefix chooses."""
 
-  feature_converter_cls = seqio.DecoderFeatureConverter  # loss_on_targets_only=True by default
-
-  def __init__(self, config: config_lib.TransformerConfig, attention: str = "causal"):
-    super().__init__(config)
-    if attention not in ATTENTION_POLICIES:
-      raise ValueError(f"DecoderOnlyModel.attention = {attention!r} is invalid: expected one of "
-                       f"{ATTENTION_POLICIES}.")
-    self.attention = attention
-    self.name = "causal_decoder" if attention == "causal" else "non_causal_decoder"
-    self.module = DecoderOnlyNetwork(config, prefix=attention == "prefix")
+  def __init__(self, config: config_lib.TransformerConfig, z_loss: float = Z_LOSS, *,
+               name: str = "causal_decoder"):
+    super().__init__(config, z_loss, name=name)
+    if self.arch.encoder_decoder:
+      raise ValueError(f"DecoderOnlyModel cannot be built as {name!r}, an encoder-decoder "
+                       f"architecture.")
+    self.module = DecoderOnlyNetwork(config, prefix=self.arch.bidirectional_prefix)
 
   def _call_kwargs(self, batch: Batch) -> dict:
     return dict(
@@ -159,11 +171,12 @@ class DecoderOnlyModel(BaseModel):
 class EncoderDecoderModel(BaseModel):
   """ED; token_log_probs / score_batch accept 'encoder_row' to encode each prompt once."""
 
-  feature_converter_cls = seqio.EncDecFeatureConverter
-  name = "encoder_decoder"
-
-  def __init__(self, config: config_lib.TransformerConfig):
-    super().__init__(config)
+  def __init__(self, config: config_lib.TransformerConfig, z_loss: float = Z_LOSS, *,
+               name: str = "encoder_decoder"):
+    super().__init__(config, z_loss, name=name)
+    if not self.arch.encoder_decoder:
+      raise ValueError(f"EncoderDecoderModel cannot be built as {name!r}, a decoder-only "
+                       f"architecture.")
     self.module = EncoderDecoderNetwork(config)
 
   @staticmethod
@@ -180,16 +193,40 @@ class EncoderDecoderModel(BaseModel):
     )
 
 
+def _register_builtin(model_cls: type, name: str, short: str, **properties) -> None:
+  registry.register(registry.Architecture(
+      name=name, short=short, build=functools.partial(model_cls, name=name), **properties))
+
+
+# The paper's three. CD and ND are one network (a checkpoint of one loads as the other); seqio's
+# decoder converter puts the loss on the targets only and, with an 'inputs' feature, marks the
+# prefix in decoder_causal_attention, which only ND reads.
+_register_builtin(DecoderOnlyModel, "causal_decoder", "CD", encoder_decoder=False,
+                  bidirectional_prefix=False,
+                  feature_converter_cls=seqio.DecoderFeatureConverter,
+                  flop_rule=flops.decoder_only, default_feature_lengths={"targets": 626})
+_register_builtin(DecoderOnlyModel, "non_causal_decoder", "ND", encoder_decoder=False,
+                  bidirectional_prefix=True,
+                  feature_converter_cls=seqio.DecoderFeatureConverter,
+                  flop_rule=flops.decoder_only,
+                  default_feature_lengths={"inputs": 512, "targets": 114})
+_register_builtin(EncoderDecoderModel, "encoder_decoder", "ED", encoder_decoder=True,
+                  bidirectional_prefix=False,
+                  feature_converter_cls=seqio.EncDecFeatureConverter,
+                  flop_rule=flops.encoder_decoder,
+                  default_feature_lengths={"inputs": 512, "targets": 114})
+
+
 @gin.configurable(module="arch.models")
 def get_model(name: str = gin.REQUIRED, config: Optional[config_lib.TransformerConfig] = None,
-              vocabulary: Any = None) -> BaseModel:
-  """Builds 'causal_decoder' | 'non_causal_decoder' | 'encoder_decoder' (MODEL = @get_model())."""
-  if name not in MODEL_NAMES:
-    raise ValueError(f"get_model.name = {name!r} is not an architecture: expected one of "
-                     f"{MODEL_NAMES} (gin binding `get_model.name`, set by "
-                     f"gin_configs/arch/*.gin).")
+              vocabulary: Any = None, z_loss: float = Z_LOSS) -> BaseModel:
+  """Builds the registered architecture `name` (MODEL = @get_model(), name set by the arch file)."""
+  try:
+    arch = registry.get(name)
+  except registry.UnknownArchitectureError as e:
+    raise registry.UnknownArchitectureError(
+        f"arch.models.get_model.name = {e} Set by gin_configs/arch/*.gin; a new architecture "
+        f"registers itself with arch.registry.register.") from None
   config = config_lib.TransformerConfig() if config is None else config
   config_lib.check_vocabulary(config, vocabulary)
-  if name == "encoder_decoder":
-    return EncoderDecoderModel(config)
-  return DecoderOnlyModel(config, attention="causal" if name == "causal_decoder" else "prefix")
+  return arch.build(config, z_loss=z_loss)

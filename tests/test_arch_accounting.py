@@ -6,6 +6,7 @@ import pytest
 
 from arch import accounting
 from arch import models
+from arch import registry
 from arch.config import TransformerConfig
 
 
@@ -35,3 +36,22 @@ def test_weight_flops_match_xla_cost_analysis(name, lengths):
     dense_pairs = 2 * lengths["targets"] ** 2
   ours = counts["weight_flops_per_example"] / 3 + 4 * 128 * dense_pairs
   assert 0 <= xla_flops - ours < 0.03 * xla_flops, (xla_flops, ours)
+
+
+# Each built-in's default lengths (the paper's shape: CD 626, ND and ED 512 + 114) at the paper's
+# size: (params, training FLOPs per example, attention FLOPs per example).
+PAPER_COUNTS = {
+    "causal_decoder": (4_762_357_760, 18_117_615_157_248, 231_137_869_824),
+    "non_causal_decoder": (4_762_357_760, 18_272_233_979_904, 385_756_692_480),
+    "encoder_decoder": (11_003_736_064, 20_892_700_901_376, 385_756_692_480),
+}
+
+
+@pytest.mark.parametrize("name", sorted(PAPER_COUNTS))
+def test_paper_counts_at_the_registered_default_lengths(name):
+  cfg = TransformerConfig(emb_dim=4096, num_heads=64, head_dim=64, mlp_dim=10240, num_layers=24,
+                          num_encoder_layers=24, num_decoder_layers=24)
+  counts = accounting.account(models.get_model(name, cfg))
+  assert counts["task_feature_lengths"] == registry.get(name).default_feature_lengths
+  assert (counts["params"], counts["train_flops_per_example"],
+          counts["attention_flops_per_example"]) == PAPER_COUNTS[name]

@@ -7,12 +7,17 @@ import seqio
 
 from arch import config as config_lib
 from arch import models
+from arch import registry
 from arch import testing
 from experiments.runtime import gin_utils
 
 
+# What the data and run layers bind; a test's own bindings come later and win.
+_OTHER_LAYERS = ("VOCABULARY = None", "VOCAB_SIZE = 32128", "DROPOUT_RATE = 0.0")
+
+
 def _build(*bindings, files=("gin_configs/arch/causal_decoder.gin", "gin_configs/sizes/tiny.gin")):
-  gin_utils.parse_gin(list(files), list(bindings))
+  gin_utils.parse_gin(list(files), [*_OTHER_LAYERS, *bindings])
   try:
     return gin.query_parameter("%MODEL").scoped_configurable_fn()
   finally:
@@ -29,7 +34,8 @@ def _build(*bindings, files=("gin_configs/arch/causal_decoder.gin", "gin_configs
     ("arch.config.TransformerConfig.remat_policy = 'everything'",
      ["TransformerConfig.remat_policy", "'dots'"]),
     ("arch.models.get_model.name = 'prefix_decoder'",
-     ["get_model.name", "'causal_decoder'", "'non_causal_decoder'", "'encoder_decoder'"]),
+     ["arch.models.get_model.name", "'prefix_decoder'", *map(repr, registry.names())]),
+    ("arch.models.get_model.z_loss = -0.1", ["arch.models.get_model.z_loss", ">= 0"]),
     ("VOCAB_SIZE = 0", ["TransformerConfig.vocab_size", "positive integer"]),
 ])
 def test_bad_gin_value_is_named(binding, needles):
@@ -63,14 +69,19 @@ def test_padded_vocab_rows_and_defaults_match_the_paper():
   cfg = config_lib.TransformerConfig()
   assert cfg.vocab_size == 32128 and cfg.padded_vocab_size == 32128
   assert cfg.relative_num_buckets == 32 and cfg.relative_max_distance == 128
-  assert cfg.activations == "geglu" and cfg.tie_embeddings and cfg.z_loss == 1e-4
+  assert cfg.activations == "geglu" and cfg.tie_embeddings
+  assert models.get_model("causal_decoder", testing.tiny_config()).z_loss == 1e-4
   assert config_lib.TransformerConfig(vocab_size=32100).padded_vocab_size == 32128
   assert config_lib.TransformerConfig(vocab_size=129).padded_vocab_size == 256
 
 
-def test_decoder_only_model_rejects_unknown_attention():
-  with pytest.raises(ValueError, match="'causal', 'prefix'"):
-    models.DecoderOnlyModel(testing.tiny_config(), attention="bidirectional")
+def test_model_classes_refuse_names_of_the_other_kind():
+  with pytest.raises(registry.UnknownArchitectureError, match="'causal_decoder'"):
+    models.DecoderOnlyModel(testing.tiny_config(), name="bidirectional_decoder")
+  with pytest.raises(ValueError, match="encoder-decoder"):
+    models.DecoderOnlyModel(testing.tiny_config(), name="encoder_decoder")
+  with pytest.raises(ValueError, match="decoder-only"):
+    models.EncoderDecoderModel(testing.tiny_config(), name="non_causal_decoder")
 
 
 @pytest.mark.parametrize("activation,mlp_params", [("geglu", ["wi_0", "wi_1", "wo"]),

@@ -22,7 +22,7 @@ def _hand_log_probs(logits_BxLxV, targets_BxL):
 
 @pytest.mark.parametrize("name", ["non_causal_decoder", "encoder_decoder"])
 def test_score_and_loss_match_hand_computation(name):
-  model = models.get_model(name, testing.tiny_config(vocab_size=VOCAB, z_loss=1e-2))
+  model = models.get_model(name, testing.tiny_config(vocab_size=VOCAB), z_loss=1e-2)
   rng = np.random.RandomState(0)
   if name == "encoder_decoder":
     batch = testing.encdec_batch(rng, 2, 7, 6, VOCAB, pad_from=(5, 4))
@@ -51,6 +51,18 @@ def test_score_and_loss_match_hand_computation(name):
   np.testing.assert_allclose(metrics["num_correct"], (argmax_ok * weights).sum())
   np.testing.assert_allclose(metrics["accuracy"], (argmax_ok * weights).sum() / weights.sum(),
                              rtol=1e-6)
+
+
+def test_zero_z_loss_is_plain_cross_entropy():
+  batch = testing.decoder_batch(np.random.RandomState(4), 2, 10, VOCAB)
+  plain = models.get_model("causal_decoder", testing.tiny_config(), z_loss=0.0)
+  paper = models.get_model("causal_decoder", testing.tiny_config())
+  params = testing.init_params(plain, {k: v.shape for k, v in batch.items()})
+  loss, metrics = plain.loss_fn(params, batch)
+  assert metrics["z_loss"] == 0.0 and loss == metrics["cross_ent_loss"]
+  paper_loss, paper_metrics = paper.loss_fn(params, batch)
+  assert paper_metrics["cross_ent_loss"] == metrics["cross_ent_loss"]
+  assert paper_loss > loss and paper_metrics["z_loss"] > 0.0
 
 
 def test_dropout_is_used_only_with_an_rng():
