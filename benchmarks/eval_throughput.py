@@ -18,6 +18,7 @@ import jax
 
 from arch import config as config_lib
 from arch import models
+from arch import registry
 from eval import rank_classification as rc
 from eval import zero_shot
 from experiments.runtime import hostenv
@@ -69,7 +70,7 @@ def main() -> None:
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("--size", default="tiny", choices=sorted(_SIZES))
   parser.add_argument("--examples", type=int, default=200)
-  parser.add_argument("--archs", default=",".join(models.MODEL_NAMES))
+  parser.add_argument("--archs", default=",".join(registry.names()))
   parser.add_argument("--no_unpacked", action="store_true", help="skip the unpacked baseline")
   parser.add_argument("--row_lengths", default=str(rc.ScoringConfig.row_length),
                       help="comma-separated minimum row lengths to compare")

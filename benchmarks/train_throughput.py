@@ -3,8 +3,9 @@
   python -m benchmarks.train_throughput --json [--steps=10] [--archs=causal_decoder,...]
 
 Fixed configuration (the issue's): emb 256, 4 layers (ED: 4 + 4), 4 heads x 64, gated MLP 1024
-(GEGLU), vocabulary 32,000 untied, float32, batch 8, 256 token positions per example (CD: 256
-targets; ND: 128 inputs + 128 targets in one 256-row; ED: 128 inputs + 128 targets). It builds the
+(GEGLU), vocabulary 32,000 untied, float32, batch 8, 256 token positions per example (a causal
+decoder: 256 targets; an architecture with an encoder or a bidirectional prefix: 128 inputs + 128
+targets, in one 256-row for ND). Every registered architecture by default. It builds the
 trainer's own compiled step (Adafactor, explicit shardings, donated state), runs warm-up steps
 after compilation, then times `--steps` steps on synthetic batches (the input pipeline is measured
 by benchmarks/data_throughput.py). MFU uses arch.accounting's FLOPs and the float32 matmul peak
@@ -36,16 +37,19 @@ import numpy as np  # noqa: E402
 from arch import accounting  # noqa: E402
 from arch import config as config_lib  # noqa: E402
 from arch import models  # noqa: E402
+from arch import registry  # noqa: E402
 from experiments import metrics as metrics_lib  # noqa: E402
 from experiments import optimizers  # noqa: E402
 from experiments import partitioning  # noqa: E402
 from experiments import trainer  # noqa: E402
 
-LENGTHS = {
-    "causal_decoder": {"targets": 256},
-    "non_causal_decoder": {"inputs": 128, "targets": 128},
-    "encoder_decoder": {"inputs": 128, "targets": 128},
-}
+
+def benchmark_lengths(name: str) -> dict[str, int]:
+  """256 token positions per example: an inputs/targets split where the architecture has one."""
+  arch = registry.get(name)
+  if arch.encoder_decoder or arch.bidirectional_prefix:
+    return {"inputs": 128, "targets": 128}
+  return {"targets": 256}
 
 
 def benchmark_config(**overrides) -> config_lib.TransformerConfig:
@@ -76,7 +80,7 @@ def measure(name: str, steps: int, batch_size: int, peak_per_device: float,
             warmup: int = 2, **config_overrides) -> dict:
   """Tokens/s and MFU of the compiled train step for one architecture."""
   model = models.get_model(name, benchmark_config(**config_overrides))
-  lengths = LENGTHS[name]
+  lengths = benchmark_lengths(name)
   shapes = model.input_shapes(batch_size, lengths, pack=False)
   opt = optimizers.adafactor(learning_rate=optimizers.rsqrt_schedule())
   builder = trainer.StepBuilder(model, opt, partitioning.Partitioner(), shapes, 1)
@@ -192,7 +196,7 @@ def main(argv=None) -> int:
   parser.add_argument("--json", action="store_true", help="print one JSON object")
   parser.add_argument("--steps", type=int, default=10)
   parser.add_argument("--batch_size", type=int, default=8)
-  parser.add_argument("--archs", default="causal_decoder,non_causal_decoder,encoder_decoder")
+  parser.add_argument("--archs", default=",".join(registry.names()))
   parser.add_argument("--no_probe", action="store_true", help="skip the vocab-loss probe")
   args = parser.parse_args(argv)
   gflops = metrics_lib.measure_cpu_matmul_gflops() if jax.devices()[0].platform == "cpu" else None
