@@ -1,27 +1,35 @@
 """Rank-classification throughput: the embedded suite scored by each architecture, packed or not.
 
   python -m benchmarks.eval_throughput [--size=tiny] [--examples=200] [--archs=causal_decoder,...]
+      [--no_unpacked] [--row_lengths=N,...] [--verbose]
 
-Prints one JSON line per architecture and packing mode: examples x prompts scored, the seconds of a
-first call (compiles included) and a second (compiled), examples/s, the compiled shapes, the
-second call's forward seconds, positions, scored and padding fractions, and the load average. Never part of the test pass/fail.
+Prints one JSON line per architecture, packing mode and row length: examples x prompts scored, the
+seconds of a first call (compiles included) and a second (compiled), examples/s, the compiled
+shapes, the second call's forward seconds, positions, scored and padding fractions, and the load
+average. Untrained parameters (the speed does not depend on them). Never part of the test
+pass/fail.
 """
 
 from __future__ import annotations
 
-import argparse
-import json
-import os
-import time
+if __name__ == "__main__":
+  from experiments.runtime import cli
+  cli.start()  # before JAX and TensorFlow load: see experiments/runtime/cli.py
 
-import jax
+import argparse  # noqa: E402
+import json  # noqa: E402
+import os  # noqa: E402
+import time  # noqa: E402
 
-from arch import config as config_lib
-from arch import models
-from arch import registry
-from eval import rank_classification as rc
-from eval import zero_shot
-from experiments.runtime import hostenv
+import jax  # noqa: E402
+
+from arch import config as config_lib  # noqa: E402
+from arch import models  # noqa: E402
+from arch import registry  # noqa: E402
+from eval import rank_classification as rc  # noqa: E402
+from eval import zero_shot  # noqa: E402
+from experiments.runtime import hostenv  # noqa: E402
+from objectives import vocab  # noqa: E402
 
 _SIZES = {
     "tiny": dict(emb_dim=32, num_heads=4, head_dim=8, mlp_dim=64, num_layers=2,
@@ -66,16 +74,17 @@ def measure(arch: str, size: str, examples: int, pack: bool, vocabulary,
   return out
 
 
-def main() -> None:
-  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def main(argv: list[str]) -> int:
+  parser = argparse.ArgumentParser(prog="python -m benchmarks.eval_throughput")
   parser.add_argument("--size", default="tiny", choices=sorted(_SIZES))
-  parser.add_argument("--examples", type=int, default=200)
-  parser.add_argument("--archs", default=",".join(registry.names()))
+  parser.add_argument("--examples", type=int, default=200,
+                      help="examples per family of the embedded suite")
+  parser.add_argument("--archs", default=",".join(registry.names()),
+                      help="comma-separated registered architectures")
   parser.add_argument("--no_unpacked", action="store_true", help="skip the unpacked baseline")
   parser.add_argument("--row_lengths", default=str(rc.ScoringConfig.row_length),
                       help="comma-separated minimum row lengths to compare")
-  args = parser.parse_args()
-  from objectives import vocab  # pylint: disable=g-import-not-at-top
+  args = parser.parse_args(argv)
   vocabulary = vocab.embedded_vocabulary()
   for arch in args.archs.split(","):
     for pack, row_length in [(p, int(r)) for p in ((True,) if args.no_unpacked else (True, False))
@@ -87,8 +96,8 @@ def main() -> None:
                         "cpu_count": os.cpu_count(), "backend": jax.default_backend(),
                         "allocator": hostenv.allocator_summary()}),
             flush=True)
+  return 0
 
 
 if __name__ == "__main__":
-  hostenv.reexec_with_tuned_allocator()  # as the evaluator does (see experiments/runtime/hostenv.py)
-  main()
+  cli.run(main, doc=__doc__)
