@@ -21,7 +21,3 @@ or evaluation, and anything above can rely on arch without a cycle.
   accounting.py       params and training FLOPs via eval_shape; `python -m arch.accounting`
   testing.py          tiny configs, synthetic seqio-style batches, input-gradient probes
 """
-
-# Importing the package registers the built-in architectures, so `from arch import registry`
-# always sees them (registry.py itself imports nothing of arch).
-from arch import models as _models  # noqa: E402,F401  pylint: disable=g-import-not-at-top

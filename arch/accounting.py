@@ -21,8 +21,11 @@ stack x that stack's tokens (cross-attention charged to the decoder's tokens): u
 
 from __future__ import annotations
 
+if __name__ == "__main__":
+  from experiments.runtime import cli
+  cli.start()  # before JAX loads: see experiments/runtime/cli.py
+
 import json
-import sys
 from typing import Mapping, Optional
 
 import gin
@@ -31,6 +34,7 @@ import numpy as np
 
 from arch import models as models_lib
 from arch import registry
+from experiments.runtime import gin_utils
 
 FLOP_CONVENTION = (
     "training FLOPs = 6 x matmul parameters x tokens through them + attention 12 x H x head_dim x "
@@ -110,30 +114,28 @@ def account_from_gin(model=gin.REQUIRED, task_feature_lengths=None) -> dict:
   return account(model, task_feature_lengths)
 
 
-def main(argv: list[str]) -> int:
-  """CLI: gin flags in, one JSON object (--json) or a short table out."""
-  from experiments.runtime import gin_utils  # pylint: disable=import-outside-toplevel
+# What an arch + size stack needs to build a model when no data or run file is given: T5's
+# vocabulary rows (the paper's 32,128), no vocabulary object to check, no dropout (FLOPs and
+# parameter counts do not depend on it). Any gin file or flag rebinds them.
+MODEL_ONLY_DEFAULTS = ("VOCABULARY = None", "VOCAB_SIZE = 32128", "DROPOUT_RATE = 0.0")
 
+
+def main(argv: list[str]) -> int:
+  """CLI (under experiments.runtime.cli): gin flags in, one JSON object (--json) or a table out."""
   files, bindings, rest = gin_utils.parse_gin_flags(argv)
   unknown = [a for a in rest if a != "--json"]
   if unknown:
-    print(f"error: unknown arguments {unknown}; expected gin flags and --json", file=sys.stderr)
-    return 2
-  try:
-    gin_utils.parse_gin(files, bindings, finalize=False)
-    gin_utils.require_macro("MODEL")
-    extra = ["arch.accounting.account_from_gin.model = %MODEL"]
-    if gin_utils.query_macro("TASK_FEATURE_LENGTHS") is not None:
-      extra.append("arch.accounting.account_from_gin.task_feature_lengths = %TASK_FEATURE_LENGTHS")
-    gin_utils.parse_gin([], extra, finalize=True, clear=False)
-  except gin_utils.GinConfigError as e:
-    print(f"error: {e}", file=sys.stderr)
-    return 2
+    raise gin_utils.GinConfigError(f"unknown arguments {unknown}; expected gin flags and --json")
+  gin_utils.parse_gin(files, bindings, finalize=False, defaults=MODEL_ONLY_DEFAULTS)
+  gin_utils.require_macro("MODEL")
+  extra = ["arch.accounting.account_from_gin.model = %MODEL"]
+  if gin_utils.query_macro("TASK_FEATURE_LENGTHS") is not None:
+    extra.append("arch.accounting.account_from_gin.task_feature_lengths = %TASK_FEATURE_LENGTHS")
+  gin_utils.parse_gin([], extra, finalize=True, clear=False)
   try:
     result = account_from_gin()
   except ValueError as e:  # bad sizes / names: the message names the gin binding to fix
-    print(f"error: {e}", file=sys.stderr)
-    return 2
+    raise gin_utils.GinConfigError(str(e)) from e
   if "--json" in rest:
     print(json.dumps(result, indent=2))
   else:
@@ -143,4 +145,4 @@ def main(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
-  sys.exit(main(sys.argv[1:]))
+  cli.run(main, doc=__doc__)

@@ -12,6 +12,8 @@ from typing import Any
 import gin
 import jax.numpy as jnp
 
+from experiments.runtime import errors
+
 ACTIVATIONS = ("geglu", "swiglu", "reglu", "relu", "gelu")
 GATED_ACTIVATIONS = ("geglu", "swiglu", "reglu")
 POSITION_SCHEMES = ("relative", "rotary", "alibi", "none")
@@ -21,8 +23,12 @@ DTYPES = ("float32", "bfloat16")
 VOCAB_ROW_MULTIPLE = 128
 
 
+class ConfigError(errors.ConfigError):
+  """A TransformerConfig or vocabulary binding that cannot build a model."""
+
+
 def _fail(field: str, value: Any, expected: str) -> None:
-  raise ValueError(
+  raise ConfigError(
       f"TransformerConfig.{field} = {value!r} is invalid: expected {expected}. "
       f"Fix the gin binding `TransformerConfig.{field}` (usually in gin_configs/sizes/*.gin)."
   )
@@ -91,8 +97,7 @@ class TransformerConfig:
   @property
   def padded_vocab_size(self) -> int:
     """Embedding rows: vocab_size rounded up to a multiple of 128 (TPU/GPU friendly tiles)."""
-    m = VOCAB_ROW_MULTIPLE
-    return (self.vocab_size + m - 1) // m * m
+    return padded_rows(self.vocab_size)
 
   @property
   def activation_dtype(self):
@@ -106,15 +111,24 @@ class TransformerConfig:
     return dataclasses.replace(self, **changes)
 
 
-def check_vocabulary(config: TransformerConfig, vocabulary) -> None:
-  """Raises if the model's vocab_size cannot hold every id of `vocabulary` (sentinels included)."""
+def padded_rows(vocab_size: int) -> int:
+  """Embedding rows for `vocab_size` ids: rounded up to a multiple of VOCAB_ROW_MULTIPLE."""
+  m = VOCAB_ROW_MULTIPLE
+  return (int(vocab_size) + m - 1) // m * m
+
+
+def check_vocabulary(config: TransformerConfig, vocabulary, source: str = "VOCABULARY") -> None:
+  """The model's embedding rows are exactly those of `vocabulary` (all ids, sentinels included).
+
+  VOCAB_SIZE may exceed the vocabulary's ids only inside the row padding (T5's 32,100 ids on the
+  paper's 32,128 rows); a larger table is a mistake, e.g. T5's rows on the embedded vocabulary.
+  """
   if vocabulary is None:
     return
   needed = int(vocabulary.vocab_size)
-  if config.vocab_size < needed:
-    extra = getattr(vocabulary, "extra_ids", 0)
-    raise ValueError(
-        f"TransformerConfig.vocab_size = {config.vocab_size} is smaller than the vocabulary's "
-        f"{needed} ids ({extra} of them sentinel/extra ids at the top). Bind "
-        f"`TransformerConfig.vocab_size = %VOCAB_SIZE` with VOCAB_SIZE >= {needed} (the data gin "
-        f"file sets it to match VOCABULARY).")
+  if config.vocab_size < needed or config.padded_vocab_size != padded_rows(needed):
+    raise ConfigError(
+        f"VOCAB_SIZE = {config.vocab_size:,} (bound to arch.config.TransformerConfig.vocab_size: "
+        f"{config.padded_vocab_size:,} embedding rows) does not fit {source} ({needed:,} ids, "
+        f"{padded_rows(needed):,} rows): bind VOCAB_SIZE = {needed} with that vocabulary; the data "
+        f"file gin_configs/data/<corpus>.gin binds both VOCABULARY and VOCAB_SIZE.")

@@ -10,6 +10,7 @@ may read the registry without pulling in JAX.
 from __future__ import annotations
 
 import dataclasses
+import importlib
 from typing import Any, Callable, Mapping
 
 from experiments.runtime.errors import ConfigError
@@ -52,17 +53,28 @@ def register(arch: Architecture, *, replace: bool = False) -> Architecture:
   return arch
 
 
+def _builtins() -> None:
+  """Registers the built-in architectures (arch/models.py) on first use of the registry.
+
+  Imported here, lazily, so that `import arch` stays light (an entry point re-execs itself before
+  JAX loads) and registry.py stays a leaf that models.py can import.
+  """
+  importlib.import_module("arch.models")
+
+
 def get(name: str) -> Architecture:
   """The architecture registered as `name`."""
+  _builtins()
   try:
     return _REGISTRY[name]
   except (KeyError, TypeError):
     raise UnknownArchitectureError(
         f"{name!r} is not a registered architecture: expected one of "
-        f"{', '.join(repr(n) for n in _REGISTRY) or '(none registered: import arch.models)'}."
+        f"{', '.join(repr(n) for n in _REGISTRY)}."
     ) from None
 
 
 def names() -> tuple[str, ...]:
   """Registered names, in registration order."""
+  _builtins()
   return tuple(_REGISTRY)

@@ -1,6 +1,10 @@
 """Training and experiments: `python -m experiments.train` (t5x-style gin), the grid, results.
 
+Imports: experiments is the top package; it may import eval, objectives and arch. Its runtime
+subpackage (experiments/runtime/: flags, gin stacks, entry-point wrapper, checkpoint format) is
+below every package and imports none of them.
+
 train (entry) -> loop (the run: checks, resume, feed, log, save) -> trainer (the jit step),
-partitioning (mesh and logical axis rules), optimizers, checkpoints (orbax), data (seqio batches
-with a resumable position), metrics (metrics.jsonl, TensorBoard, MFU), run_config (config checks).
+partitioning (mesh and logical axis rules), optimizers, data (seqio batches with a resumable
+position), metrics (metrics.jsonl, TensorBoard, MFU), run_config (config checks).
 """

@@ -50,11 +50,6 @@ def get_task(name: str):
         f"Registered: {shown}") from e
 
 
-def task_vocab_size(task) -> int:
-  """The largest vocabulary size over the task's output features."""
-  return max(int(f.vocabulary.vocab_size) for f in task.output_features.values())
-
-
 def check_feature_lengths(task, task_feature_lengths: Mapping[str, int]) -> None:
   """TASK_FEATURE_LENGTHS must cover the task's features, with positive lengths."""
   expected = set(task.output_features)

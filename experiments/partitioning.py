@@ -75,10 +75,6 @@ class Partitioner:
   def data_size(self) -> int:
     return self.mesh.shape["data"]
 
-  @property
-  def model_size(self) -> int:
-    return self.mesh.shape["model"]
-
   def replicated(self) -> NamedSharding:
     return NamedSharding(self.mesh, P())
 

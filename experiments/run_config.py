@@ -18,6 +18,7 @@ import gin
 import numpy as np
 
 from arch import accounting
+from arch import config as config_lib
 from arch import registry as arch_registry
 import objectives
 from experiments.runtime import checkpoints as ckpt_lib
@@ -113,16 +114,13 @@ def check_and_prepare(*, model, model_dir, task_name, task_feature_lengths, trai
 
 
 def _check_vocab(model, task) -> None:
-  """The model's embedding rows are exactly the task vocabulary's ids padded to the row multiple."""
-  config = model.config
-  needed = data_lib.task_vocab_size(task)
-  rows, needed_rows = config.padded_vocab_size, config.replace(vocab_size=needed).padded_vocab_size
-  if rows != needed_rows:
-    raise ConfigError(
-        f"The model has {rows:,} embedding rows (VOCAB_SIZE = {config.vocab_size:,}, bound to "
-        f"arch.config.TransformerConfig.vocab_size) but task {task.name!r} is tokenized with a "
-        f"{needed:,}-id vocabulary (VOCABULARY), which needs {needed_rows:,} rows: bind "
-        f"VOCAB_SIZE = {needed} (the data file gin_configs/data/<corpus>.gin binds both).")
+  """The model's embedding rows fit the task's vocabulary (arch.config's rule, any task)."""
+  feature = max(task.output_features.values(), key=lambda f: int(f.vocabulary.vocab_size))
+  try:
+    config_lib.check_vocabulary(model.config, feature.vocabulary,
+                                source=f"the vocabulary of task {task.name!r}")
+  except config_lib.ConfigError as e:
+    raise ConfigError(str(e)) from None
 
 
 def _objectives_validation(model, task_name: str, task_feature_lengths: Mapping[str, int]) -> None:

@@ -6,8 +6,9 @@ import os
 import pathlib
 import subprocess
 import sys
-from typing import Mapping, Sequence
+from typing import Callable, Mapping, Sequence
 
+from experiments.runtime import cli
 from experiments.runtime import gin_utils
 
 REPO_ROOT = gin_utils.REPO_ROOT
@@ -53,3 +54,12 @@ def run_subprocess(gin_files: Sequence[str], gin_bindings: Sequence[str],
   return subprocess.run(
       [sys.executable, "-m", "experiments.train", *as_flags(gin_files, gin_bindings)],
       cwd=REPO_ROOT, env=full_env, capture_output=True, text=True, timeout=timeout, check=False)
+
+
+def cli_exit_code(main: Callable[[list[str]], int | None], argv: Sequence[str]) -> int:
+  """The exit status of an entry point's main under experiments.runtime.cli, in this process."""
+  try:
+    cli.run(main, argv=list(argv))
+  except SystemExit as e:
+    return int(e.code or 0)
+  raise AssertionError("cli.run returned without exiting")

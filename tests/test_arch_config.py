@@ -48,10 +48,23 @@ def test_bad_gin_value_is_named(binding, needles):
 def test_vocabulary_larger_than_vocab_size_is_rejected():
   # 300 ids of which the top 100 are sentinels; the model only has 200 rows in use.
   vocab = seqio.PassThroughVocabulary(size=300, eos_id=1)
-  with pytest.raises(ValueError, match=r"vocab_size = 200 .* 300 ids.*VOCAB_SIZE >= 300"):
+  with pytest.raises(ValueError, match=r"VOCAB_SIZE = 200 .*\(300 ids.*VOCAB_SIZE = 300"):
     models.get_model("encoder_decoder", testing.tiny_config(vocab_size=200), vocabulary=vocab)
   ok = models.get_model("encoder_decoder", testing.tiny_config(vocab_size=300), vocabulary=vocab)
   assert ok.config.padded_vocab_size == 384
+  # Inside the row padding a larger VOCAB_SIZE is fine (T5: 32,100 ids on 32,128 rows) ...
+  assert models.get_model("encoder_decoder", testing.tiny_config(vocab_size=384),
+                          vocabulary=vocab).config.padded_vocab_size == 384
+
+
+def test_a_table_much_larger_than_the_vocabulary_is_rejected():
+  """... beyond it, it is a mistake: T5's 32,128 rows on the embedded 4,100-id vocabulary."""
+  vocab = seqio.PassThroughVocabulary(size=4100, eos_id=1)
+  with pytest.raises(config_lib.ConfigError,
+                     match=r"VOCAB_SIZE = 32,128 \(bound to arch.config.TransformerConfig.vocab_size"
+                           r": 32,128 embedding rows\) does not fit VOCABULARY \(4,100 ids, "
+                           r"4,224 rows\)"):
+    models.get_model("causal_decoder", testing.tiny_config(vocab_size=32128), vocabulary=vocab)
 
 
 @gin.configurable("arch_test_vocabulary")
@@ -60,9 +73,9 @@ def _vocabulary(size=gin.REQUIRED):
 
 
 def test_vocabulary_check_through_gin():
-  with pytest.raises(ValueError, match="TransformerConfig.vocab_size = 32128"):
+  with pytest.raises(ValueError, match="VOCAB_SIZE = 32,128 .* does not fit VOCABULARY"):
     _build("VOCABULARY = @arch_test_vocabulary()", "arch_test_vocabulary.size = 40000")
-  assert _build("VOCABULARY = @arch_test_vocabulary()", "arch_test_vocabulary.size = 32000")
+  assert _build("VOCABULARY = @arch_test_vocabulary()", "arch_test_vocabulary.size = 32100")
 
 
 def test_padded_vocab_rows_and_defaults_match_the_paper():

@@ -12,28 +12,34 @@ import numpy as np
 import pytest
 
 from arch import accounting
+from arch import registry
 from arch import testing
+from experiments import testing as run_testing
 from experiments.runtime import gin_utils
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 ARCH_GINS = sorted(p.name for p in (REPO / "gin_configs" / "arch").glob("*.gin"))
 SIZE_GINS = sorted(p.name for p in (REPO / "gin_configs" / "sizes").glob("*.gin"))
-ARCH_OF = {"causal_decoder.gin": "causal_decoder", "non_causal_decoder.gin": "non_causal_decoder",
-           "encoder_decoder.gin": "encoder_decoder"}
-LENGTHS = {"causal_decoder": {"targets": 16}, "non_causal_decoder": {"inputs": 8, "targets": 8},
-           "encoder_decoder": {"inputs": 8, "targets": 8}}
+
+
+def _lengths(name):
+  """Short feature lengths of the architecture's shape (a prefix or inputs, or targets only)."""
+  arch = registry.get(name)
+  split = arch.encoder_decoder or arch.bidirectional_prefix
+  return {"inputs": 8, "targets": 8} if split else {"targets": 16}
 
 
 def _model_from_gin(*files, bindings=()):
-  gin_utils.parse_gin([f"gin_configs/{f}" for f in files], list(bindings))
+  gin_utils.parse_gin([f"gin_configs/{f}" for f in files], list(bindings),
+                      defaults=accounting.MODEL_ONLY_DEFAULTS)
   try:
     return gin.query_parameter("%MODEL").scoped_configurable_fn()
   finally:
     gin.clear_config()
 
 
-def test_the_three_architectures_and_sizes_are_shipped():
-  assert set(ARCH_OF) <= set(ARCH_GINS)
+def test_every_registered_architecture_and_the_sizes_are_shipped():
+  assert {f"{name}.gin" for name in registry.names()} == set(ARCH_GINS)
   assert {"tiny.gin", "small.gin", "base.gin", "large.gin", "paper.gin"} <= set(SIZE_GINS)
   for path in list((REPO / "gin_configs" / "arch").glob("*.gin")) + list(
       (REPO / "gin_configs" / "sizes").glob("*.gin")):
@@ -43,9 +49,9 @@ def test_the_three_architectures_and_sizes_are_shipped():
 @pytest.mark.parametrize("arch_gin", ARCH_GINS)
 def test_arch_gin_at_tiny_runs_a_forward_pass(arch_gin):
   model = _model_from_gin(f"arch/{arch_gin}", "sizes/tiny.gin")
-  assert model.name == ARCH_OF[arch_gin]
+  assert f"{model.name}.gin" == arch_gin
   assert model.config.emb_dim == 32 and model.config.vocab_size == 32128
-  shapes = model.input_shapes(2, LENGTHS[model.name])
+  shapes = model.input_shapes(2, _lengths(model.name))
   params = testing.init_params(model, shapes)
   batch = {k: jnp.ones(s, jnp.int32) for k, s in shapes.items()}
   loss, metrics = jax.jit(model.loss_fn)(params, batch)
@@ -57,7 +63,7 @@ def test_arch_gin_at_tiny_runs_a_forward_pass(arch_gin):
 def test_every_size_traces_without_allocating(arch_gin, size_gin):
   """Init and a loss evaluation at the real size, traced by eval_shape (nothing allocated)."""
   model = _model_from_gin(f"arch/{arch_gin}", f"sizes/{size_gin}")
-  shapes = model.input_shapes(2, LENGTHS[model.name])
+  shapes = model.input_shapes(2, _lengths(model.name))
   params = jax.eval_shape(lambda: model.get_initial_variables(jax.random.PRNGKey(0), shapes))
   batch = {k: jax.ShapeDtypeStruct(s, jnp.int32) for k, s in shapes.items()}
   loss, metrics = jax.eval_shape(model.loss_fn, params["params"], batch)
@@ -110,9 +116,9 @@ def test_prefix_attention_is_counted_in_full():
 def test_accounting_cli_prints_json():
   out = io.StringIO()
   with contextlib.redirect_stdout(out):
-    rc = accounting.main(["--gin_file=gin_configs/arch/encoder_decoder.gin",
-                          "--gin_file=gin_configs/sizes/paper.gin",
-                          '--gin.TASK_FEATURE_LENGTHS={"inputs": 512, "targets": 114}', "--json"])
+    rc = run_testing.cli_exit_code(accounting.main, [
+        "--gin_file=gin_configs/arch/encoder_decoder.gin", "--gin_file=gin_configs/sizes/paper.gin",
+        '--gin.TASK_FEATURE_LENGTHS={"inputs": 512, "targets": 114}', "--json"])
   gin.clear_config()
   assert rc == 0
   result = json.loads(out.getvalue())
@@ -122,15 +128,16 @@ def test_accounting_cli_prints_json():
 
 
 def test_accounting_cli_rejects_a_missing_model(capsys):
-  rc = accounting.main(["--gin_file=gin_configs/sizes/tiny.gin", "--json"])
+  rc = run_testing.cli_exit_code(accounting.main, ["--gin_file=gin_configs/sizes/tiny.gin",
+                                                   "--json"])
   gin.clear_config()
   assert rc == 2 and "MODEL" in capsys.readouterr().err
 
 
 def test_accounting_cli_reports_a_bad_binding(capsys):
-  rc = accounting.main(["--gin_file=gin_configs/arch/causal_decoder.gin",
-                        "--gin_file=gin_configs/sizes/tiny.gin",
-                        "--gin.TransformerConfig.num_heads=5"])
+  rc = run_testing.cli_exit_code(accounting.main, [
+      "--gin_file=gin_configs/arch/causal_decoder.gin", "--gin_file=gin_configs/sizes/tiny.gin",
+      "--gin.TransformerConfig.num_heads=5"])
   gin.clear_config()
   assert rc == 2 and "TransformerConfig.num_heads" in capsys.readouterr().err
 

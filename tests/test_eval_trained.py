@@ -45,7 +45,7 @@ def test_tiny_model_beats_chance_on_word_order(trained_dir, tmp_path):
 
 @pytest.mark.slow
 def test_checkpoint_not_matching_the_model_gin_is_a_clear_error(trained_dir, tmp_path):
-  from experiments import checkpoints
+  from experiments.runtime import checkpoints
   with pytest.raises(checkpoints.CheckpointError, match="emb|shape|differ"):
     zero_shot.run(_STACK, [f"CHECKPOINT_PATH = '{trained_dir}'", "EVAL_SUITE = 'embedded'",
                            "arch.config.TransformerConfig.emb_dim = 64"])

@@ -47,3 +47,77 @@ def test_errors_name_their_source(tmp_path):
   gin_utils.parse_gin([], [])
   with pytest.raises(gin_utils.GinConfigError, match="MODEL_DIR"):
     gin_utils.require_macro("MODEL_DIR")
+
+
+def test_t5x_flags(tmp_path):
+  flags = gin_utils.parse_flags(["--gin_search_paths=a,b", "--tfds_data_dir", "/data/tfds",
+                                 "--gin_file=x.gin", "--other"])
+  assert flags.gin_search_paths == ["a", "b"] and flags.tfds_data_dir == "/data/tfds"
+  assert flags.gin_files == ["x.gin"] and flags.rest == ["--other"]
+  (tmp_path / "mine").mkdir()
+  (tmp_path / "mine" / "layer.gin").write_text("X = 7\n_take.x = %X\n")
+  try:
+    gin_utils.parse_gin_flags([f"--gin_search_paths={tmp_path}"])
+    gin_utils.parse_gin(["mine/layer.gin"])  # found through the search path
+    assert _take() == 7
+  finally:
+    gin_utils.set_search_paths([])
+  with pytest.raises(gin_utils.GinConfigError, match="not a folder"):
+    gin_utils.set_search_paths([str(tmp_path / "absent")])
+
+
+def _write(tmp_path, name, text):
+  path = tmp_path / name
+  path.write_text(text)
+  return str(path)
+
+
+def test_two_layers_binding_one_key_differently_is_an_error(tmp_path):
+  a = _write(tmp_path, "a.gin", "X = 1\n_take.x = %X\n")
+  b = _write(tmp_path, "b.gin", "X = 2\n")
+  same = _write(tmp_path, "same.gin", "X = 1\n")
+  with pytest.raises(gin_utils.GinConfigError, match=r"X is bound by .*a\.gin \(1\) and by "
+                                                     r".*b\.gin \(2\)"):
+    gin_utils.parse_gin([a, b])
+  gin_utils.parse_gin([same, a])  # the same value twice is no conflict
+  assert _take() == 1
+  gin_utils.parse_gin([a], ["X = 3"])  # a flag overrides a layer
+  assert _take() == 3
+
+
+def test_required_is_filled_whatever_the_order_and_named_when_unset(tmp_path):
+  base = _write(tmp_path, "base.gin", "X = %gin.REQUIRED\n_take.x = %X\n")
+  layer = _write(tmp_path, "layer.gin", "X = 5\n")
+  for files in ([base, layer], [layer, base]):
+    gin_utils.parse_gin(files)
+    assert _take() == 5
+  with pytest.raises(gin_utils.GinConfigError, match="gin macro X is required but not set"):
+    gin_utils.parse_gin([base])
+  with pytest.raises(gin_utils.GinConfigError,
+                     match=r"MODEL_DIR is required .*--gin.MODEL_DIR=\"'runs/my_run'\""):
+    gin_utils.parse_gin([], ["MODEL_DIR = %gin.REQUIRED", "_take.x = %MODEL_DIR"])
+
+
+def test_overlay_applies_last_and_defaults_fill_required(tmp_path):
+  layer = _write(tmp_path, "layer.gin", "X = 1\n_take.x = %X\n")
+  overlay = _write(tmp_path, "local_small.gin", "X = 2\n")
+  for files in ([layer, overlay], [overlay, layer]):
+    gin_utils.parse_gin(files)
+    assert _take() == 2
+  base = _write(tmp_path, "base.gin", "X = %gin.REQUIRED\n_take.x = %X\n")
+  gin_utils.parse_gin([base], defaults=["X = 9"])
+  assert _take() == 9
+  gin_utils.parse_gin([layer], defaults=["X = 9"])  # a file rebinds a default
+  assert _take() == 1
+
+
+def test_undefined_macro_is_named_with_its_user(tmp_path):
+  f = _write(tmp_path, "a.gin", "_take.x = [%NOT_DEFINED]\n")
+  with pytest.raises(gin_utils.GinConfigError,
+                     match=r"macro NOT_DEFINED is used by .*_take\.x but never defined"):
+    gin_utils.parse_gin([f])
+
+
+def test_unquoted_string_gets_the_quoting_hint():
+  with pytest.raises(gin_utils.GinConfigError, match=r"--gin.KEY=\"'runs/x'\""):
+    gin_utils.parse_gin([], ["MODEL_DIR = runs/x"])

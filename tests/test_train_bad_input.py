@@ -6,6 +6,7 @@ from experiments.runtime import gin_utils
 from experiments import run_config
 from experiments import testing
 from experiments import train
+from experiments.runtime import errors
 
 
 def _stack(model_dir, *extra, steps=10, objective="full_lm"):
@@ -20,13 +21,14 @@ def _assert_nothing_written(model_dir):
 def test_unset_required_macro_is_named(tmp_path, capsys):
   files, bindings = _stack(tmp_path)
   bindings = [b for b in bindings if not b.startswith("MODEL_DIR")]
-  with pytest.raises(run_config.ConfigError, match="gin macro MODEL_DIR is required"):
+  with pytest.raises(errors.ConfigError, match="gin macro MODEL_DIR is required"):
     train.run(files, bindings)
-  # The command line says the same and exits with status 2.
-  assert train.main(testing.as_flags(files, bindings)) == 2
-  assert "MODEL_DIR" in capsys.readouterr().err
+  # The command line says the same in one line and exits with status 2.
+  assert testing.cli_exit_code(train.main, testing.as_flags(files, bindings)) == 2
+  err = capsys.readouterr().err
+  assert err.startswith("error: ") and "MODEL_DIR" in err and len(err.strip().splitlines()) == 1
   files = [f for f in files if "objectives/" not in f]  # no objective: no task, no lengths
-  with pytest.raises(run_config.ConfigError, match="MIXTURE_OR_TASK_NAME"):
+  with pytest.raises(errors.ConfigError, match="MIXTURE_OR_TASK_NAME"):
     train.run(files, [f"MODEL_DIR = '{tmp_path}'"])
   _assert_nothing_written(tmp_path)
 
@@ -55,7 +57,9 @@ def test_unwritable_model_dir(tmp_path):
     (["MIXTURE_OR_TASK_NAME = 'embedded_no_such_objective'"], "not a registered seqio task"),
     (["TASK_FEATURE_LENGTHS = {'inputs': 64}"], r"lacks \['targets'\]"),
     (["INITIAL_CHECKPOINT_PATH = 'no/such/checkpoint'"], "INITIAL_CHECKPOINT_PATH: No complete"),
-    (["VOCAB_SIZE = 1000"], "vocab_size = 1000 is smaller"),
+    (["VOCAB_SIZE = 32128"], r"VOCAB_SIZE = 32,128 \(bound to arch.config.TransformerConfig."
+                             r"vocab_size: 32,128 embedding rows\) does not fit .*4,100 ids"),
+    (["VOCAB_SIZE = 1000"], r"VOCAB_SIZE = 1,000 .* does not fit"),
 ])
 def test_bad_values_fail_before_anything_is_written(tmp_path, extra, message):
   files, bindings = _stack(tmp_path / "run", *extra)

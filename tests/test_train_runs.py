@@ -8,7 +8,7 @@ import pytest
 
 from arch import config as config_lib
 from arch import models
-from experiments import checkpoints
+from experiments.runtime import checkpoints
 from experiments import metrics as metrics_lib
 from experiments import testing
 from experiments import train
@@ -139,7 +139,7 @@ def test_non_finite_loss_stops_naming_the_step_and_keeps_good_checkpoints(tmp_pa
   assert bad_step >= 2 and steps == list(range(1, bad_step))
   assert all(np.isfinite(r["loss"]) for r in metrics_lib.read_metrics(tmp_path))
   # The command-line entry point turns it into a non-zero exit status.
-  assert train.main(testing.as_flags(files, bindings)) == 1
+  assert testing.cli_exit_code(train.main, testing.as_flags(files, bindings)) == 1
 
 
 @pytest.mark.slow

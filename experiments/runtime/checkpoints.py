@@ -79,11 +79,6 @@ def read_meta(step_dir: pathlib.Path) -> dict:
   return {}
 
 
-def checkpoint_step(checkpoint_path: str | pathlib.Path) -> int:
-  """The training step a checkpoint was taken at."""
-  return int(resolve_step_dir(checkpoint_path).name)
-
-
 def _path_str(path) -> str:
   return "/".join(str(getattr(k, "key", getattr(k, "idx", getattr(k, "name", k)))) for k in path)
 

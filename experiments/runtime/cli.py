@@ -17,9 +17,12 @@ ZEROSHOT_HARNESS_VERBOSE=1 shows every library's logs and full tracebacks.
 
 from __future__ import annotations
 
+import atexit
 import logging
 import os
+import re
 import sys
+import threading
 import traceback
 from typing import Callable, NoReturn, Sequence
 
@@ -43,10 +46,65 @@ def verbose(argv: Sequence[str] | None = None) -> bool:
 
 def start() -> None:
   """Before the heavy imports: the quiet environment (unless verbose), then the host re-exec."""
-  if not verbose():
-    for key, val in _QUIET_ENV.items():
-      os.environ.setdefault(key, val)
+  if verbose():
+    hostenv.reexec_with_tuned_allocator()
+    return
+  for key, val in _QUIET_ENV.items():
+    os.environ.setdefault(key, val)
   hostenv.reexec_with_tuned_allocator()
+  filter_native_stderr()
+
+
+# C++ start-up lines that TensorFlow and XLA write to fd 2 before their log level applies
+# (TF_CPP_MIN_LOG_LEVEL no longer reaches absl's pre-init messages): glog-style INFO/WARNING
+# lines, absl's pre-init notice, and the CUDA probing errors of a CPU-only host.
+_NATIVE_NOISE = re.compile(
+    rb"^(?:[IW]\d{4} [\d:.]+ +\d+ \S+:\d+\]"
+    rb"|E\d{4} [\d:.]+ +\d+ \S+:\d+\] .*(?:cuInit|CUDA|cuda|cuDNN|cuFFT|cuBLAS)"
+    rb"|WARNING: All log messages before absl::InitializeLog\(\) is called are written to STDERR)")
+# The first bytes of a line that may become noise: held back until the line is complete.
+_MAYBE_NOISE = re.compile(rb"^(?:[IWE]\d{0,4}(?: [\d:.]*)?$|[IWE]\d{4} |WARNING: All log)")
+
+
+def filter_native_stderr() -> None:
+  """Routes fd 2 through a thread that drops _NATIVE_NOISE lines and forwards everything else.
+
+  Python's own stderr goes through it too, unchanged (progress bars included: partial lines are
+  forwarded as they come). At exit the pipe is drained and fd 2 restored.
+  """
+  original = os.dup(2)
+  read_fd, write_fd = os.pipe()
+  os.dup2(write_fd, 2)
+  os.close(write_fd)
+
+  def pump():
+    pending = b""
+    while True:
+      chunk = os.read(read_fd, 65536)
+      if not chunk:
+        break
+      lines = (pending + chunk).splitlines(keepends=True)
+      pending = b""
+      out = []
+      for line in lines:
+        if not line.endswith((b"\n", b"\r")) and _MAYBE_NOISE.match(line):
+          pending = line  # decide when the line is complete
+        elif _NATIVE_NOISE.match(line) is None:
+          out.append(line)
+      if out:
+        os.write(original, b"".join(out))
+    if pending:
+      os.write(original, pending)
+
+  thread = threading.Thread(target=pump, name="stderr-filter", daemon=True)
+  thread.start()
+
+  def restore():
+    sys.stderr.flush()
+    os.dup2(original, 2)  # closes the pipe's last write end: the pump drains and stops
+    thread.join(timeout=5)
+
+  atexit.register(restore)
 
 
 def configure_logging(is_verbose: bool) -> None:

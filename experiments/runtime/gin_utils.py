@@ -40,6 +40,9 @@ MACRO_LAYERS = {
     "MIXTURE_OR_TASK_NAME": "an objective file (gin_configs/objectives/) or runs/finetune.gin",
     "TASK_FEATURE_LENGTHS": "an objective file (gin_configs/objectives/) or runs/finetune.gin",
     "TINY_FEATURE_LENGTHS": "an objective file (gin_configs/objectives/) or runs/finetune.gin",
+    "TRAIN_STEPS": "a run file, gin_configs/runs/<run>.gin",
+    "BATCH_SIZE": "a run file, gin_configs/runs/<run>.gin",
+    "DROPOUT_RATE": "a run file, gin_configs/runs/<run>.gin",
     "MODEL_DIR": "the command line, e.g. --gin.MODEL_DIR=\"'runs/my_run'\"",
     "INITIAL_CHECKPOINT_PATH": "the command line, e.g. --gin.INITIAL_CHECKPOINT_PATH=\"'runs/x'\"",
     "CHECKPOINT_PATH": "the command line, e.g. --gin.CHECKPOINT_PATH=\"'runs/x'\"",
@@ -194,7 +197,7 @@ def _layer_order(layers: Sequence[str]) -> list[str]:
   conflicts = []
   for name, bindings in bound.items():
     for key, (value, text) in bindings.items():
-      if value is gin.REQUIRED:
+      if is_required(value):
         declared.setdefault(key, []).append(name)
       elif key in owner and owner[key][1] != text:
         conflicts.append(f"{key} is bound by {owner[key][0]} ({owner[key][1]}) and by {name} "
@@ -262,9 +265,16 @@ def _parse_bindings(bindings: Sequence[str], what: str) -> None:
 
 def _is_required(key: str) -> bool:
   try:
-    return gin.query_parameter(key if "." in key else f"%{key}") is gin.REQUIRED
+    return is_required(gin.query_parameter(key if "." in key else f"%{key}"))
   except (ValueError, KeyError):
     return False
+
+
+def is_required(bound: Any) -> bool:
+  """Whether a bound value is the `%gin.REQUIRED` declaration (a reference to gin's constant)."""
+  if isinstance(bound, gin.config.ConfigurableReference) and bound.selector == "gin.constant":
+    return bound.scoped_configurable_fn() is gin.REQUIRED
+  return bound is gin.REQUIRED
 
 
 def finalize_config(gin_files: Sequence[str] = ()) -> None:
@@ -280,8 +290,8 @@ def finalize_config(gin_files: Sequence[str] = ()) -> None:
 
 def required_message(name: str) -> str:
   where = MACRO_LAYERS.get(name, "a gin file of the stack or the command line")
-  return (f"The gin macro {name} is required but not set (it is %gin.REQUIRED): bind it in "
-          f"{where}, or add --gin.{name}=...")
+  return (f"The gin macro {name} is required but not set: bind it in {where}, or add "
+          f"--gin.{name}=...")
 
 
 def check_macros() -> None:
@@ -334,7 +344,7 @@ def _describe(e: Exception) -> str:
 
 def value(x: Any) -> Any:
   """A macro's value as the configurable would receive it (references like @f() evaluated)."""
-  if isinstance(x, gin.config.ConfigurableReference):
+  if isinstance(x, gin.config.ConfigurableReference) and not is_required(x):
     return x.scoped_configurable_fn() if x.evaluate else x
   return x
 
@@ -351,6 +361,6 @@ def query_macro(name: str, default=None):
 def require_macro(name: str):
   """The value of a gin macro that must be set, or an error naming it and its layer."""
   found = query_macro(name)
-  if found is None or found is gin.REQUIRED:
+  if found is None or is_required(found):
     raise GinConfigError(required_message(name))
   return found
