@@ -1,6 +1,7 @@
-"""Steady-state training throughput of the real train step for CD, ND and ED.
+"""Steady-state training throughput of the real train step for every registered architecture.
 
-  python -m benchmarks.train_throughput --json [--steps=10] [--archs=causal_decoder,...]
+  python -m benchmarks.train_throughput --json [--steps=10] [--batch_size=8]
+      [--archs=causal_decoder,...] [--no_probe] [--verbose]
 
 Fixed configuration (the issue's): emb 256, 4 layers (ED: 4 + 4), 4 heads x 64, gated MLP 1024
 (GEGLU), vocabulary 32,000 untied, float32, batch 8, 256 token positions per example (a causal
@@ -10,25 +11,23 @@ trainer's own compiled step (Adafactor, explicit shardings, donated state), runs
 after compilation, then times `--steps` steps on synthetic batches (the input pipeline is measured
 by benchmarks/data_throughput.py). MFU uses arch.accounting's FLOPs and the float32 matmul peak
 measured in the same run. Load average and peak RSS are printed with the figures; this never gates
-tests. Like the trainer, it restarts once with the tuned glibc allocator (experiments/runtime/hostenv.py);
-`allocator`, `system_cpu_seconds_per_step` and `page_faults_per_step` show its effect, and
-ZEROSHOT_HARNESS_ALLOCATOR=system measures the system default for comparison.
+tests. Like the trainer, it restarts once with the tuned glibc allocator
+(experiments/runtime/hostenv.py); `allocator`, `system_cpu_seconds_per_step` and
+`page_faults_per_step` show its effect, and ZEROSHOT_HARNESS_ALLOCATOR=system measures the system
+default for comparison.
 """
 
 from __future__ import annotations
 
-import argparse
-import json
-import os
-import resource
-import sys
-import time
-
-from experiments.runtime import hostenv  # noqa: E402
-
 if __name__ == "__main__":
-  hostenv.reexec_with_tuned_allocator()  # as the trainer does; ZEROSHOT_HARNESS_ALLOCATOR=system: off
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+  from experiments.runtime import cli
+  cli.start()  # before JAX and TensorFlow load: see experiments/runtime/cli.py
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+import os  # noqa: E402
+import resource  # noqa: E402
+import time  # noqa: E402
 
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
@@ -42,6 +41,7 @@ from experiments import metrics as metrics_lib  # noqa: E402
 from experiments import optimizers  # noqa: E402
 from experiments import partitioning  # noqa: E402
 from experiments import trainer  # noqa: E402
+from experiments.runtime import hostenv  # noqa: E402
 
 
 def benchmark_lengths(name: str) -> dict[str, int]:
@@ -191,12 +191,13 @@ def vocab_loss_probe(tokens: int = 2048, emb: int = 256, vocab: int = 32_000, ch
   }
 
 
-def main(argv=None) -> int:
-  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def main(argv: list[str]) -> int:
+  parser = argparse.ArgumentParser(prog="python -m benchmarks.train_throughput")
   parser.add_argument("--json", action="store_true", help="print one JSON object")
-  parser.add_argument("--steps", type=int, default=10)
+  parser.add_argument("--steps", type=int, default=10, help="timed steps per architecture")
   parser.add_argument("--batch_size", type=int, default=8)
-  parser.add_argument("--archs", default=",".join(registry.names()))
+  parser.add_argument("--archs", default=",".join(registry.names()),
+                      help="comma-separated registered architectures")
   parser.add_argument("--no_probe", action="store_true", help="skip the vocab-loss probe")
   args = parser.parse_args(argv)
   gflops = metrics_lib.measure_cpu_matmul_gflops() if jax.devices()[0].platform == "cpu" else None
@@ -224,4 +225,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-  sys.exit(main())
+  cli.run(main, doc=__doc__)
