@@ -5,9 +5,9 @@
 
 Prints one JSON line per architecture, packing mode and row length: examples x prompts scored, the
 seconds of a first call (compiles included) and a second (compiled), examples/s, the compiled
-shapes, the second call's forward seconds, positions, scored and padding fractions, and the load
-average. Untrained parameters (the speed does not depend on them). Never part of the test
-pass/fail.
+shapes, the second call's forward seconds, positions, scored and padding fractions, the load
+average and the process's peak RSS so far. The parameters are untrained (the speed does not
+depend on them). Never part of the test pass/fail.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ if __name__ == "__main__":
 import argparse  # noqa: E402
 import json  # noqa: E402
 import os  # noqa: E402
+import resource  # noqa: E402
 import time  # noqa: E402
 
 import jax  # noqa: E402
@@ -94,7 +95,9 @@ def main(argv: list[str]) -> int:
       print(json.dumps({"benchmark": "eval_throughput", "suite": "embedded", **run,
                         "loadavg_before": load_before, "loadavg_after": os.getloadavg(),
                         "cpu_count": os.cpu_count(), "backend": jax.default_backend(),
-                        "allocator": hostenv.allocator_summary()}),
+                        "allocator": hostenv.allocator_summary(),
+                        "peak_rss_mb": round(
+                            resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}),
             flush=True)
   return 0
 
