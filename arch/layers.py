@@ -29,7 +29,7 @@ def token_matmul(x_BxLxI, kernel_IxO, in_dims: int = 1, weight_grad_gemm: bool =
 
   A 2-D [B*L, I] x [I, O] product keeps the weight gradient a plain GEMM: contracting over both
   batch and length (as a 3-D einsum does) makes XLA's CPU and GPU emitters transpose the large
-  [B, L, O] cotangent first, which cost about a quarter of the train step at the benchmark shape.
+  [B, L, O] cotangent first, a large share of the CPU train step (benchmarks/README.md).
   `weight_grad_gemm` (the vocabulary projection) also materializes x^T for the weight gradient on
   CPU: see `_matmul_weight_grad_as_gemm`.
   """
@@ -52,8 +52,8 @@ def _matmul_weight_grad_as_gemm(x_NxI, kernel_IxO):
   """x @ kernel whose weight gradient multiplies a materialized x^T (the same numbers).
 
   XLA:CPU hands x^T @ dy written as one dot contracting dim 0 of both operands to Eigen; with x^T
-  materialized (a [I, N] copy, 2 MiB at the benchmark shape) it is a plain GEMM that YNNPACK
-  takes. For the [256, 2048] x [2048, 32000] vocabulary weight gradient: 275-286 -> 230-238 ms.
+  materialized (an [I, N] copy) it is a plain GEMM that YNNPACK takes, which is faster for the
+  vocabulary weight gradient (figures in benchmarks/README.md).
   """
   return jnp.dot(x_NxI, kernel_IxO)
 
@@ -77,8 +77,8 @@ def broadcast_add(x, y):
 
   On CPU, the gradient of an operand broadcast over leading axes (the [1, H, Q, K] relative-position
   bias added to every batch row) sums those axes as a GEMV with a ones vector: XLA:CPU's YNNPACK
-  reduction over the outer axis of [8, 4, 256, 256] takes about 40 ms, the GEMV under 1 ms. The
-  values agree up to float32 summation order. Other backends keep the plain add.
+  reduction over the outer axis is slow here (figures in benchmarks/README.md). The values agree
+  up to float32 summation order. Other backends keep the plain add.
   """
   x_shape, y_shape = tuple(jnp.shape(x)), tuple(jnp.shape(y))
   if jax.default_backend() != "cpu" or x_shape == y_shape:

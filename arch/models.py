@@ -33,7 +33,7 @@ def _weighted_token_stats(logits_BxLxV, targets_BxL):
   lse_BxL = jax.nn.logsumexp(logits_BxLxV, axis=-1)
   target_logit_BxL = jnp.take_along_axis(logits_BxLxV, targets_BxL[..., None], axis=-1)[..., 0]
   # argmax == target, without jnp.argmax: its (value, index) reduction is a slow extra pass on
-  # CPU (~10% of the benchmark train step). The target is argmax iff its logit is the maximum
+  # CPU (benchmarks/README.md). The target is argmax iff its logit is the maximum
   # and no earlier vocabulary index reaches that maximum (argmax takes the first of ties).
   max_BxL = jnp.max(logits_BxLxV, axis=-1)
   vocab_ids = jax.lax.broadcasted_iota(jnp.int32, logits_BxLxV.shape, logits_BxLxV.ndim - 1)

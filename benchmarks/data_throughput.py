@@ -122,7 +122,7 @@ def _small_causal_decoder():
 
 
 def measure_trainer(batch_size, length=626, steps=3, warmup=1):
-  """Tokens/s of the trainer's own compiled step (Adafactor, shardings) for `small`, `length` tokens."""
+  """Tokens/s of the trainer's compiled step (Adafactor, shardings) for `small`, `length` tokens."""
   model = _small_causal_decoder()
   lengths = {"targets": length}
   shapes = model.input_shapes(batch_size, lengths, pack=False)

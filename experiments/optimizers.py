@@ -114,9 +114,9 @@ def scale_by_factored_rms(factored: bool = True, decay_rate: float = 0.8,
 
   Same statistics, update and optax.FactoredState tree (its init is optax's), so checkpoints and
   optax's own update interchange. The one difference: on CPU, a mean over a matrix's outer axis
-  (the column statistics of the [256, 32000] vocabulary projection) is a ones-GEMV: YNNPACK's
-  outer-axis reduction fused into the update took ~95 of the optimizer's ~140 ms at the benchmark
-  shape, the GEMV ~6 ms. Values agree with optax to float32 summation order.
+  (the column statistics of the [256, 32000] vocabulary projection) is a ones-GEMV, because
+  YNNPACK's outer-axis reduction fused into the update is slow there (figures in
+  benchmarks/README.md). Values agree with optax to float32 summation order.
   """
   reference = optax.scale_by_factored_rms(factored=factored, decay_rate=decay_rate,
                                           min_dim_size_to_factor=min_dim_size_to_factor,
@@ -182,8 +182,8 @@ def scale_by_param_rms(min_scale: float = 1e-3) -> optax.GradientTransformation:
   """Multiplies each update by max(rms(param), min_scale): optax.scale_by_param_block_rms's value.
 
   optax computes it with numerics.safe_root_mean_squares, written to be differentiable at zero: two
-  reductions over every parameter and a parameter-sized select, about 60 thread-ms of the CPU
-  benchmark step for the two 8.2M-entry vocabulary matrices. The update is never differentiated,
+  reductions over every parameter and a parameter-sized select, costly on CPU for the vocabulary
+  matrices (benchmarks/README.md). The update is never differentiated,
   so one reduction gives the same number (max(rms, m) is m exactly where optax's `rms <= m` is).
   """
 

@@ -1,30 +1,23 @@
 """Host allocator settings that only take effect when the process starts (CPU runs).
 
-XLA's CPU runtime allocates each executable's temporaries (about 1 GiB for the benchmark train
-step: the [tokens, 32k vocabulary] logits and their gradient) and its large outputs afresh on
-every call. glibc serves allocations above 32 MiB, and every large one made by a worker thread,
-with a new mmap, so each step faults in and zeroes all those pages again: about 250,000 page
-faults and a fifth of the step's CPU time at the benchmark shape. With one arena, no mmap and no
-trimming, freed blocks go back to the heap and the next step reuses pages that are already
-mapped (the resident set stays at the run's peak, as with tcmalloc).
+XLA's CPU runtime allocates each executable's temporaries (for a train step: the [tokens,
+vocabulary] logits and their gradient) and its large outputs afresh on every call. glibc serves
+allocations above 32 MiB, and every large one made by a worker thread, with a new mmap, so each
+step faults in and zeroes all those pages again. With one arena, no mmap and no trimming, freed
+blocks go back to the heap and the next step reuses pages that are already mapped (the resident
+set stays at the run's peak, as with tcmalloc); hugetlb=1 on top asks for transparent huge pages
+on the heap (THP 'madvise' mode), leaving fewer faults and TLB misses for a larger resident set.
+The price: every thread shares the one arena, which slows tf.data (still far above what a CPU
+trainer consumes); hugetlb=1 alone keeps the arenas but only trades the faults for zeroing huge
+pages. Figures in benchmarks/README.md.
 
-The price: every thread shares the one arena, which halves tf.data's rate on the embedded corpus
-(benchmarks/data_throughput.py: FLM 590k -> 370k tokens/s, UL2 decoder 430k -> 170k), still more
-than 100x what the CPU trainer consumes. glibc.malloc.hugetlb=1 alone keeps the arenas but only
-trades the faults for zeroing huge pages (0.27 system CPU-s per step instead of 0.08).
-
-On top of those three, hugetlb=1 asks for transparent huge pages on the heap (where the kernel
-grants them on request, THP 'madvise' mode): the faults left in the CD benchmark step fall from
-25-50k to about 100, and the big streaming ops see fewer TLB misses, which cost more under a
-hypervisor. Seven alternating benchmark runs: CD 1,265 -> 1,301 tokens/s on average (won 5 of 7),
-for about 1 GB more peak RSS (4.4 -> 5.4 GB in the CD-only benchmark process).
-
-glibc reads these tunables only at start-up, so the command-line entry points call
-`reexec_with_tuned_allocator()` first thing: it replaces the process with the same command line
-and GLIBC_TUNABLES set. It does nothing when GLIBC_TUNABLES is already set (by the user or by
-the re-exec itself), off glibc Linux, where an accelerator is present or JAX_PLATFORMS names
-one (device buffers do not come from malloc; host threads there benefit from many arenas), or
-with ZEROSHOT_HARNESS_ALLOCATOR=system. Standard library only: it runs before jax is imported.
+glibc reads these tunables only at start-up, so every command-line entry point calls
+`reexec_with_tuned_allocator()` first thing (through experiments.runtime.cli.start): it replaces
+the process with the same command line and GLIBC_TUNABLES set. It does nothing when
+GLIBC_TUNABLES is already set (by the user or by the re-exec itself), off glibc Linux, where an
+accelerator is present or JAX_PLATFORMS names one (device buffers do not come from malloc; host
+threads there benefit from many arenas), or with ZEROSHOT_HARNESS_ALLOCATOR=system. Standard
+library only: it runs before jax is imported.
 """
 
 from __future__ import annotations
