@@ -253,6 +253,10 @@ def _per_row_greedy(model: Any) -> Callable:
 
 
 def _is_encoder_decoder(model: Any) -> bool:
+  """From the model's architecture (arch.registry), by its feature converter for other models."""
+  arch = getattr(model, "arch", None)
+  if arch is not None:
+    return bool(arch.encoder_decoder)
   import seqio  # pylint: disable=g-import-not-at-top
   cls = getattr(model, "feature_converter_cls", None)
   return isinstance(cls, type) and issubclass(cls, seqio.EncDecFeatureConverter)

@@ -38,6 +38,7 @@ import pandas as pd
 REPO_ROOT = next(p for p in [pathlib.Path.cwd(), *pathlib.Path.cwd().parents]
                  if (p / "experiments").is_dir())
 sys.path.insert(0, str(REPO_ROOT))
+from arch import registry as arch_registry  # noqa: E402
 from experiments import results  # noqa: E402
 
 GRID_DIR = pathlib.Path(os.environ.get("GRID_DIR", "runs/embedded_smoke"))
@@ -92,7 +93,7 @@ for suite in scores["suite"].unique():
   ax1.set_xlabel("zero-shot (%)")
   ax1.set_ylabel("post-MTF (%)")
   ax1.set_title(f"{suite}: each cell")
-  arch_order = {"causal_decoder": 0, "non_causal_decoder": 1, "encoder_decoder": 2}
+  arch_order = {name: i for i, name in enumerate(arch_registry.names())}
   s = s.assign(order=s["arch"].map(arch_order)).sort_values(["order", "objective", "cell"])
   phases = [p for p in ("zero_shot", "post_mtf") if p in s.columns]
   s.set_index("cell")[phases].rename(columns=results.PHASE_LABELS).plot.bar(ax=ax2, rot=30)

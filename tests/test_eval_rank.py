@@ -8,6 +8,7 @@ import tensorflow as tf
 
 from arch import config as config_lib
 from arch import models
+from arch import registry
 from eval import rank_classification as rc
 
 
@@ -38,7 +39,7 @@ _PAIRS = [
 ]
 
 
-@pytest.fixture(scope="module", params=models.MODEL_NAMES)
+@pytest.fixture(scope="module", params=registry.names())
 def model_and_params(request):
   model = models.get_model(request.param, _CFG)
   # Scale up the random init so that scores differ clearly between options and prompts.

@@ -25,8 +25,8 @@ _GRID = """
 import experiments.grid_spec
 GRID_DIR = '{out}'
 experiments.grid_spec.grid_definition.name = 'two_cell'
-experiments.grid_spec.grid_definition.gin_files = ['gin_configs/sizes/tiny.gin',
-                                                   'gin_configs/data/embedded.gin']
+experiments.grid_spec.grid_definition.gin_files = ['gin_configs/data/embedded.gin',
+                                                   'gin_configs/local_tiny.gin']
 experiments.grid_spec.grid_definition.bindings = [
     'experiments.train.train.log_period = 2', 'experiments.train.train.async_checkpointing = False']
 experiments.grid_spec.grid_definition.eval_bindings = [
