@@ -62,6 +62,9 @@ def test_t5x_flags(tmp_path):
     assert _take() == 7
   finally:
     gin_utils.set_search_paths([])
+  include = _write(tmp_path, "inc.gin", "include 'mine/layer.gin'\n")
+  with pytest.raises(gin_utils.GinConfigError, match="layer.gin"):  # the folder is gone again
+    gin_utils.parse_gin([include])
   with pytest.raises(gin_utils.GinConfigError, match="not a folder"):
     gin_utils.set_search_paths([str(tmp_path / "absent")])
 

@@ -68,6 +68,7 @@ class Flags:
 
 
 _search_paths: list[str] = []
+_installed: list[str] = []  # folders this module added to gin's include search list
 
 
 def parse_flags(argv: Sequence[str]) -> Flags:
@@ -150,9 +151,16 @@ def is_overlay(name: str) -> bool:
 
 
 def _install_search_path() -> None:
+  """gin's own include search list follows search_path(): folders set earlier are dropped."""
+  prefixes = gin.config._LOCATION_PREFIXES  # pylint: disable=protected-access
+  for stale in [p for p in _installed if p not in search_path()]:
+    if stale in prefixes:
+      prefixes.remove(stale)
+    _installed.remove(stale)
   for path in search_path():
-    if path not in gin.config._LOCATION_PREFIXES:  # pylint: disable=protected-access
+    if path not in prefixes:
       gin.add_config_file_search_path(path)
+      _installed.append(path)
 
 
 def _parse_file(name: str) -> None:
