@@ -297,7 +297,10 @@ def finalize_config(gin_files: Sequence[str] = ()) -> None:
 
 
 def required_message(name: str) -> str:
-  where = MACRO_LAYERS.get(name, "a gin file of the stack or the command line")
+  where = MACRO_LAYERS.get(name)
+  if where is None or where.startswith("the command line"):
+    return (f"The gin macro {name} is required but not set: set it on "
+            f"{where or f'the command line, --gin.{name}=...'}.")
   return (f"The gin macro {name} is required but not set: bind it in {where}, or add "
           f"--gin.{name}=...")
 
