@@ -6,19 +6,22 @@ STAMP := $(VENV)/.installed
 TEST_STAMP := $(VENV)/.installed-test
 GRID_DIR ?= runs/embedded_smoke
 PYTEST_ARGS ?=
+# pip prints errors only; `make demo PIP_QUIET=` shows all its lines.
+PIP_QUIET ?= --quiet --quiet
 
 .PHONY: demo test install install-test clean
 
 $(PY):
+	@echo "creating $(VENV) and installing the harness (a few minutes the first time)"
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --upgrade pip setuptools wheel
+	$(PY) -m pip install $(PIP_QUIET) --upgrade pip setuptools wheel
 
 $(STAMP): pyproject.toml | $(PY)
-	$(PY) -m pip install -e .
+	$(PY) -m pip install $(PIP_QUIET) -e .
 	touch $@
 
 $(TEST_STAMP): pyproject.toml | $(PY)
-	$(PY) -m pip install -e ".[test]"
+	$(PY) -m pip install $(PIP_QUIET) -e ".[test]"
 	touch $@ $(STAMP)
 
 install: $(STAMP)

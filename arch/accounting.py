@@ -126,7 +126,8 @@ def main(argv: list[str]) -> int:
   unknown = [a for a in rest if a != "--json"]
   if unknown:
     raise gin_utils.GinConfigError(f"unknown arguments {unknown}; expected gin flags and --json")
-  gin_utils.parse_gin(files, bindings, finalize=False, defaults=MODEL_ONLY_DEFAULTS)
+  gin_utils.parse_gin(files, bindings, finalize=False, defaults=MODEL_ONLY_DEFAULTS,
+                      read_macros=("MODEL", "TASK_FEATURE_LENGTHS"))
   gin_utils.require_macro("MODEL")
   extra = ["arch.accounting.account_from_gin.model = %MODEL"]
   if gin_utils.query_macro("TASK_FEATURE_LENGTHS") is not None:

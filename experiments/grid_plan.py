@@ -84,11 +84,14 @@ def cell_dir(grid_dir: str, cell: Cell) -> str:
 
 
 def _common(grid: Grid, cell: Cell) -> tuple[list[str], list[str]]:
-  files = [ARCH_GIN.format(cell.arch), *grid.gin_files]
-  bindings = list(grid.bindings)
+  return [ARCH_GIN.format(cell.arch), *grid.gin_files], list(grid.bindings)
+
+
+def _eval_bindings(grid: Grid) -> list[str]:
+  out = list(grid.eval_bindings)
   if grid.local_data_dir is not None:
-    bindings.append(f"LOCAL_DATA_DIR = {_q(grid.local_data_dir)}")
-  return files, bindings
+    out.append(f"LOCAL_DATA_DIR = {_q(grid.local_data_dir)}")
+  return out
 
 
 def _mtf_bindings(grid: Grid) -> list[str]:
@@ -110,7 +113,7 @@ def cell_stages(grid: Grid, cell: Cell, grid_dir: str) -> list[Stage]:
         raise GridError(f"cell {cell.name!r}: 'eval' before any training stage.")
       for suite in grid.suites:
         out_dir = os.path.join(base, f"eval_{prev.id}", suite)
-        b = bindings + list(grid.eval_bindings) + list(cell.bindings) + [
+        b = bindings + _eval_bindings(grid) + list(cell.bindings) + [
             f"CHECKPOINT_PATH = {_q(prev.dir)}", f"EVAL_SUITE = {_q(suite)}",
             f"EVAL_OUTPUT_DIR = {_q(out_dir)}"]
         out.append(Stage(cell=cell, id=f"eval_{prev.id}.{suite}", kind="eval", dir=out_dir,

@@ -249,7 +249,7 @@ def grid_definition(
 
 def load(grid_files: Sequence[str], bindings: Sequence[str] = ()) -> tuple[Grid, str | None]:
   """Parses grid gin files (+ overrides) -> (Grid, GRID_DIR macro or None)."""
-  gin_utils.parse_gin(grid_files, bindings, finalize=False)
+  gin_utils.parse_gin(grid_files, bindings, finalize=False, read_macros=("GRID_DIR",))
   try:
     grid = grid_definition()
   except GridError:

@@ -124,3 +124,39 @@ def test_undefined_macro_is_named_with_its_user(tmp_path):
 def test_unquoted_string_gets_the_quoting_hint():
   with pytest.raises(gin_utils.GinConfigError, match=r"--gin.KEY=\"'runs/x'\""):
     gin_utils.parse_gin([], ["MODEL_DIR = runs/x"])
+
+
+def test_a_misspelled_macro_flag_is_an_error_naming_the_close_names(tmp_path):
+  f = _write(tmp_path, "a.gin", "TRAIN_STEPS = 131072\n_take.x = %TRAIN_STEPS\n")
+  with pytest.raises(gin_utils.GinConfigError,
+                     match=r"--gin.TRAIN_STEP: no gin file .* uses the macro TRAIN_STEP "
+                           r"\(did you mean TRAIN_STEPS"):
+    gin_utils.parse_gin([f], ["TRAIN_STEP = 20"])
+  gin_utils.parse_gin([f], ["TRAIN_STEPS = 20"])
+  assert _take() == 20
+  gin_utils.parse_gin([f], ["GRID_DIR = 'x'"], read_macros=["GRID_DIR"])  # read by the caller
+
+
+def test_a_macro_that_a_users_file_sets_and_nothing_uses_warns_or_fails(tmp_path, caplog):
+  f = _write(tmp_path, "mine.gin", "TRAIN_STEPS = 5\nTRAIN_STEP = 20\n_take.x = %TRAIN_STEPS\n")
+  with caplog.at_level("WARNING"):
+    gin_utils.parse_gin([f])
+  assert "TRAIN_STEP, which no binding uses" in caplog.text
+  with pytest.raises(gin_utils.GinConfigError, match="TRAIN_STEP, which no binding uses"):
+    gin_utils.parse_gin([f], ["UNUSED_MACROS = 'error'"])
+
+
+def test_a_missing_include_names_the_file_and_line(tmp_path):
+  f = _write(tmp_path, "a.gin", "X = 1\n\ninclude 'gin_configs/base/no_such.gin'\n")
+  with pytest.raises(gin_utils.GinConfigError,
+                     match=r"a\.gin:3: include 'gin_configs/base/no_such.gin': no such file"):
+    gin_utils.parse_gin([f])
+
+
+@pytest.mark.parametrize("flag, suggestion", [("--gin-file=a.gin", "--gin_file"),
+                                              ("--gin_files=a.gin", "--gin_file"),
+                                              ("--gin_binding=X=1", "--gin_bindings"),
+                                              ("--tfds_datadir=/x", "--tfds_data_dir")])
+def test_unknown_flags_get_a_did_you_mean(flag, suggestion):
+  with pytest.raises(gin_utils.GinConfigError, match=f"unknown flag .*did you mean {suggestion}"):
+    gin_utils.parse_flags([flag])

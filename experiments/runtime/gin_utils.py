@@ -15,6 +15,8 @@ gin_configs/local_tiny.gin) are applied after every layer and may rebind anythin
 from __future__ import annotations
 
 import dataclasses
+import difflib
+import logging
 import os
 import pathlib
 import re
@@ -98,10 +100,26 @@ def parse_flags(argv: Sequence[str]) -> Flags:
       if not sep or not key:
         raise GinConfigError(f"Malformed flag {arg!r}: expected --gin.KEY=VALUE.")
       flags.gin_bindings.append(f"{key} = {value}")
+    elif arg.startswith(("--gin", "-gin", "--tfds")):
+      raise GinConfigError(unknown_flag_message([arg]))
     else:
       flags.rest.append(arg)
     i += 1
   return flags
+
+
+def unknown_flag_message(args: Sequence[str], known: Sequence[str] = ()) -> str:
+  """'unknown flag --gin-file=x.gin (did you mean --gin_file?)' for each of `args`."""
+  names = [*_FLAG_NAMES, "--gin.KEY", "--verbose", *known]
+  parts = []
+  for arg in args:
+    flag = arg.partition("=")[0]
+    close = difflib.get_close_matches(flag.replace("-", "_"), [n.replace("-", "_") for n in names],
+                                      n=1, cutoff=0.6)
+    hint = f" (did you mean {names[[n.replace('-', '_') for n in names].index(close[0])]}?)" if (
+        close) else ""
+    parts.append(f"unknown flag {arg}{hint}")
+  return "; ".join(parts) + f". {USAGE}"
 
 
 def parse_gin_flags(argv: Sequence[str]) -> tuple[list[str], list[str], list[str]]:
@@ -163,8 +181,35 @@ def _install_search_path() -> None:
       _installed.append(path)
 
 
+_INCLUDE_RE = re.compile(r"^\s*include\s+['\"]([^'\"]+)['\"]")
+
+
+def _check_includes(path: str, seen: frozenset = frozenset()) -> None:
+  """Every `include` of a file (and of what it includes) names a file on the search path."""
+  with open(path, encoding="utf-8") as f:
+    lines = f.read().splitlines()
+  for number, line in enumerate(lines, start=1):
+    match = _INCLUDE_RE.match(line)
+    if not match:
+      continue
+    try:
+      included = resolve_gin_file(match.group(1))
+    except GinConfigError:
+      raise GinConfigError(
+          f"{_describe_path(path)}:{number}: include '{match.group(1)}': no such file (looked in "
+          f"{', '.join(_short(p) for p in search_path())}; add its folder with "
+          f"--gin_search_paths).") from None
+    if included not in seen:
+      _check_includes(included, seen | {path})
+
+
+def _describe_path(path: str) -> str:
+  return path.replace(str(REPO_ROOT) + os.sep, "")
+
+
 def _parse_file(name: str) -> None:
   path = resolve_gin_file(name)
+  _check_includes(path)
   try:
     gin.parse_config_file(path)
   except Exception as e:  # gin raises many types; re-raise with the file named.
@@ -238,12 +283,16 @@ def _layer_order(layers: Sequence[str]) -> list[str]:
 
 
 def parse_gin(gin_files: Sequence[str], gin_bindings: Sequence[str] = (), finalize: bool = True,
-              clear: bool = True, defaults: Sequence[str] = ()) -> None:
+              clear: bool = True, defaults: Sequence[str] = (),
+              read_macros: Sequence[str] = ()) -> None:
   """Parses a stack afresh: defaults, layers (order-independent), overlays, then bindings.
 
   `defaults` are an entry point's own `KEY = VALUE` lines (e.g. the evaluator's DROPOUT_RATE): any
   file may rebind them, and they fill a `%gin.REQUIRED` declaration no file fills. With
   clear=False, files and bindings are added in the given order on top of the current config.
+  `read_macros` are macros the calling code reads itself (e.g. the grid's GRID_DIR): a flag may
+  set them although no binding uses them; any other macro a flag sets must be used (a typo such
+  as --gin.TRAIN_STEP=20 is an error naming the close names).
   """
   _install_search_path()
   if clear:
@@ -259,6 +308,7 @@ def parse_gin(gin_files: Sequence[str], gin_bindings: Sequence[str] = (), finali
   _parse_bindings(gin_bindings, "--gin binding")
   _parse_bindings([d for d in defaults if _is_required(d.partition("=")[0].strip())], "default")
   check_macros()
+  check_unused_macros(gin_bindings, [f for f in ordered], read_macros)
   if finalize:
     finalize_config(gin_files)
 
@@ -320,6 +370,57 @@ def check_macros() -> None:
         f"the gin macro {m} is used by {', '.join(sorted(u))} but never defined" +
         (f" (usually bound in {MACRO_LAYERS[m]})" if m in MACRO_LAYERS else "")
         for m, u in sorted(users.items())) + ".")
+
+
+def _used_macros() -> set[str]:
+  return {ref for params in _snapshot().values() for v in params.values()
+          for ref in _macro_refs(v)}
+
+
+def _defined_macros() -> set[str]:
+  return {scope for (scope, selector) in gin.config._CONFIG  # pylint: disable=protected-access
+          if selector == "gin.macro"}
+
+
+def check_unused_macros(gin_bindings: Sequence[str], gin_files: Sequence[str],
+                        read_macros: Sequence[str] = ()) -> None:
+  """A macro a flag sets must be used; one a user's own gin file sets but nothing uses warns.
+
+  Shipped files (gin_configs/) define macros for other layers, so only files outside the
+  repository are checked; UNUSED_MACROS = 'error' makes those warnings errors.
+  """
+  used = _used_macros() | set(read_macros)
+  known = sorted(used | _defined_macros() | set(MACRO_LAYERS))
+  problems = []
+  for binding in gin_bindings:
+    key = binding.partition("=")[0].strip()
+    if re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", key) and key not in used and key != "UNUSED_MACROS":
+      close = difflib.get_close_matches(key, [k for k in known if k != key], n=3, cutoff=0.6)
+      problems.append(f"--gin.{key}: no gin file or entry point uses the macro {key}" +
+                      (f" (did you mean {', '.join(close)}?)" if close else
+                       " (a configurable's parameter is written module.Configurable.param)"))
+  if problems:
+    raise GinConfigError("; ".join(problems) + ".")
+  mode = query_macro("UNUSED_MACROS", "warn")
+  gin_configs = str(REPO_ROOT / "gin_configs") + os.sep
+  for name in gin_files:
+    path = resolve_gin_file(name)
+    if os.path.abspath(path).startswith(gin_configs):
+      continue
+    unused = sorted(m for m in _file_macros(path) if m not in used and m != "UNUSED_MACROS")
+    if unused:
+      message = (f"{_describe_path(path)} sets the gin macro(s) {', '.join(unused)}, which no "
+                 f"binding uses (a typo?)")
+      if mode == "error":
+        raise GinConfigError(message + ".")
+      logging.warning("%s; UNUSED_MACROS = 'error' makes this an error.", message)
+
+
+def _file_macros(path: str) -> set[str]:
+  """Macros a gin file sets at top level (`NAME = ...`), read from its text."""
+  with open(path, encoding="utf-8") as f:
+    return {m.group(1) for line in f
+            if (m := re.match(r"^([A-Z_][A-Z0-9_]*)\s*=", line))}
 
 
 def _macro_refs(value: Any):
