@@ -263,22 +263,18 @@ def _layer_order(layers: Sequence[str]) -> list[str]:
         "their order: " + "; ".join(conflicts) + ". Bind each key in one layer (arch, size, data, "
         "objective, run), override it with --gin.KEY=..., or put the override in a local_*.gin "
         "overlay, which is applied last.")
-  # A declaring layer goes before the layers whose values fill its declarations.
-  after = {name: {owner[k][0] for k in declared_keys}
-           for name in bound
-           for declared_keys in [[k for k in declared if name in declared[k] and k in owner]]}
-  order, placed = [], set()
+  # A layer that declares a key %gin.REQUIRED goes before the layer that binds it.
+  before: dict[str, set[str]] = {name: set() for name in bound}
+  for key, declaring in declared.items():
+    if key in owner:
+      before[owner[key][0]].update(n for n in declaring if n != owner[key][0])
+  order: list[str] = []
   while len(order) < len(bound):
-    progress = False
-    for name in bound:
-      blockers = {n for n in bound if n not in placed and name in after.get(n, set())}
-      if name not in placed and not blockers:
-        order.append(name)
-        placed.add(name)
-        progress = True
-    if not progress:
-      remaining = [n for n in bound if n not in placed]
+    ready = [n for n in bound if n not in order and before[n] <= set(order)]
+    if not ready:
+      remaining = [n for n in bound if n not in order]
       raise GinConfigError(f"gin files {remaining} each declare %gin.REQUIRED what another binds.")
+    order.extend(ready)
   return order
 
 
