@@ -2,7 +2,8 @@
 
 `load_dataset(name, local_data_dir=...)` returns canonical examples (see local.py). A data set with
 no source raises DatasetUnavailable listing every place looked at; suites turn that into a
-'missing' entry of results.json. A present but malformed file raises LoaderError.
+'missing' entry of results.json. A present but malformed file raises LoaderError (a ConfigError:
+the command line's `error:` line and exit 2).
 """
 
 from __future__ import annotations

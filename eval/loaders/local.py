@@ -33,8 +33,13 @@ def read_jsonl(path: pathlib.Path, required: Mapping[str, type | tuple[type, ...
   if not path.is_file():
     raise DatasetUnavailable(f"no file {path.name} at {path.parent}")
   rows = []
-  with path.open(encoding="utf-8") as f:
-    for line_no, line in enumerate(f, start=1):
+  with path.open("rb") as f:  # bytes, so a decoding error knows its line
+    for line_no, raw in enumerate(f, start=1):
+      try:
+        line = raw.decode("utf-8")
+      except UnicodeDecodeError as e:
+        raise LoaderError(f"{path.name}, line {line_no}: not UTF-8 (byte {raw[e.start]:#04x} at "
+                          f"byte {e.start + 1} of the line) (file {path}).") from None
       if not line.strip():
         continue
       try:

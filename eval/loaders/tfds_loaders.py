@@ -182,7 +182,7 @@ def load(name: str, split: str, converter: str, data_dir: str | None = None,
   if not builder.is_prepared():
     if not download:
       raise DatasetUnavailable(
-          f"TFDS dataset {name!r} is not prepared in its data_dir (prepare it with "
+          f"TFDS dataset {name!r} is not prepared in {builder.data_dir} (prepare it with "
           f"`tfds build {name}`{' --manual_dir=...' if needs_manual_dir else ''}, or pass "
           "download=True / provide the local files under LOCAL_DATA_DIR)")
     try:
