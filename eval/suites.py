@@ -16,6 +16,7 @@ import dataclasses
 from typing import Sequence
 
 from eval import loaders
+from experiments.runtime.errors import ConfigError
 
 RANK, GREEDY = "rank", "greedy"
 
@@ -92,23 +93,30 @@ _SUITES = {
 SUITE_NAMES = tuple(_SUITES)
 
 
+class UnknownSuiteError(ConfigError):
+  """EVAL_SUITE names no suite, or no task of its suite: the message lists the valid names."""
+
+
 def get_suite(spec: str) -> Suite:
   """'suite' or 'suite:task,task'; unknown names raise listing the valid ones."""
-  name, _, only = spec.partition(":")
+  name, colon, only = spec.partition(":")
   if name not in _SUITES:
-    raise ValueError(f"Unknown EVAL_SUITE {name!r}; valid suites: {', '.join(SUITE_NAMES)} "
-                     "(optionally narrowed as 'suite:task1,task2').")
+    raise UnknownSuiteError(f"Unknown EVAL_SUITE {name!r}; valid suites: {', '.join(SUITE_NAMES)} "
+                            "(optionally narrowed as 'suite:task1,task2').")
   suite = _SUITES[name]()
-  if not only:
+  if not colon:
     return suite
   valid = [t.name for t in suite.tasks]
+  asked = [t for t in (x.strip() for x in only.split(",")) if t]
+  if not asked:  # 'embedded:' is a narrowing that lost its tasks, not the whole suite
+    raise UnknownSuiteError(f"EVAL_SUITE {spec!r} names no task after the colon; {name} has: "
+                            f"{', '.join(valid)} (or {name!r} alone for all of them).")
   # Short names work too: 'embedded:word_order' is the task embedded_word_order.
-  wanted = [t if t in valid or f"{name}_{t}" not in valid else f"{name}_{t}"
-            for t in (x.strip() for x in only.split(",")) if t]
+  wanted = [t if t in valid or f"{name}_{t}" not in valid else f"{name}_{t}" for t in asked]
   unknown = [t for t in wanted if t not in valid]
   if unknown:
-    raise ValueError(f"Unknown task(s) {unknown} in EVAL_SUITE {spec!r}; {name} has: "
-                     f"{', '.join(valid)}.")
+    raise UnknownSuiteError(f"Unknown task(s) {unknown} in EVAL_SUITE {spec!r}; {name} has: "
+                            f"{', '.join(valid)}.")
   return dataclasses.replace(suite, tasks=tuple(t for t in suite.tasks if t.name in wanted))
 
 
