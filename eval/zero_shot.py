@@ -8,8 +8,15 @@ r"""Zero-shot evaluation of a checkpoint on a suite, by rank classification.
 writes EVAL_OUTPUT_DIR/results.json: {"suite", "tasks": {task: {"prompts": {name: {"accuracy",
 "acc_norm", "n", "random_baseline"}}, "median", "spread": {"min", "max"}, "n", "random_baseline"}},
 "missing": {task: reason}, "aggregate": {"mean_of_medians", "normalized_mean", "n_tasks"}} plus
-"protocol" (how options were scored). Python: `evaluate(model, params, vocabulary, suite, ...)` and
-`run(gin_files, gin_bindings)`.
+"protocol" (how options were scored), "checkpoint" ({"path", "step_dir", "step"}) and "harness"
+(the git commit, else the package version). Python: `evaluate(model, params, vocabulary, suite,
+...)` and `run(gin_files, gin_bindings)`.
+
+EVAL_OUTPUT_DIR (a writable folder, created if absent) and LOCAL_DATA_DIR (an existing folder) are
+checked before the checkpoint is restored. An evaluation that scores no task is an error listing
+every task and where it was looked for; its results never replace a results.json that has scores
+(they go beside it, results.<UTC time>.json). The command line exits 2 with one `error:` line for
+bad input (suite, task, paths, checkpoint, templates, a malformed data row).
 
 Every model sees the same examples, options and prompts: data sets are read in their fixed order,
 embedded families are generated from fixed seeds, and nothing depends on the model or objective.
@@ -21,9 +28,15 @@ if __name__ == "__main__":
   from experiments.runtime import cli
   cli.start()  # before JAX and TensorFlow load: see experiments/runtime/cli.py
 
+import dataclasses
+import datetime
+import functools
+import importlib.metadata
 import json
 import logging
 import pathlib
+import subprocess
+import tempfile
 import time
 from typing import Any, Mapping, Sequence
 
@@ -38,8 +51,69 @@ from eval import templates as templates_lib
 from eval.loaders import embedded
 from experiments.runtime import checkpoints
 from experiments.runtime import gin_utils
+from experiments.runtime.errors import ConfigError
 
 RESULTS_FILE = "results.json"
+_REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
+_PACKAGE = "zeroshot-harness"
+_LISTED_MISSING = 8  # tasks listed with their reasons when nothing was scored
+
+
+class EvalConfigError(ConfigError):
+  """An evaluation that cannot run as configured (paths, templates, checkpoint) or scored nothing."""
+
+
+def check_dirs(output_dir: str | pathlib.Path | None,
+               local_data_dir: str | pathlib.Path | None) -> None:
+  """EVAL_OUTPUT_DIR a writable folder (created if absent), LOCAL_DATA_DIR an existing folder.
+
+  Checked before any restore or scoring, so a typo costs seconds, not the scores.
+  """
+  if local_data_dir is not None and not pathlib.Path(local_data_dir).is_dir():
+    what = "is not a folder" if pathlib.Path(local_data_dir).exists() else "does not exist"
+    raise EvalConfigError(
+        f"LOCAL_DATA_DIR = '{local_data_dir}' {what} (expected the folder holding superglue/, "
+        "multiple_choice/, anli/, blimp/; leave it None to read TFDS only).")
+  if output_dir is None:
+    return
+  out = pathlib.Path(output_dir)
+  if out.exists() and not out.is_dir():
+    raise EvalConfigError(f"EVAL_OUTPUT_DIR = '{output_dir}' is a file; results.json needs a "
+                          "folder there.")
+  try:
+    out.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryFile(dir=out):
+      pass
+  except OSError as e:
+    raise EvalConfigError(f"EVAL_OUTPUT_DIR = '{output_dir}' is not a writable folder "
+                          f"({e.strerror or e}); results.json is written there.") from None
+
+
+def check_templates(suite: suites_lib.Suite,
+                    templates: Mapping[str, Sequence[templates_lib.Template]]) -> None:
+  """Every task of `suite` has its templates among those loaded (prompt_source)."""
+  unknown = sorted({t.templates for t in suite.tasks} - set(templates))
+  if unknown:
+    raise EvalConfigError(f"Suite {suite.name} needs templates {unknown} that are not loaded; "
+                          f"loaded: {sorted(templates)}.")
+
+
+@functools.lru_cache(maxsize=1)
+def harness_version() -> dict:
+  """{'git_commit', 'git_dirty'} in a git checkout of the harness, else {'package_version'}."""
+  if (_REPO_ROOT / ".git").exists():  # not an installed copy under some other repository
+    try:
+      head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=_REPO_ROOT, capture_output=True,
+                            text=True, timeout=10, check=True).stdout.strip()
+      dirty = subprocess.run(["git", "diff", "--quiet", "HEAD", "--"], cwd=_REPO_ROOT,
+                             capture_output=True, timeout=10, check=False).returncode != 0
+      return {"git_commit": head, "git_dirty": dirty}
+    except (OSError, subprocess.SubprocessError):
+      pass
+  try:
+    return {"package_version": importlib.metadata.version(_PACKAGE)}
+  except importlib.metadata.PackageNotFoundError:
+    return {"package_version": None}
 
 
 def _load_examples(dataset: str, local_data_dir, tfds_data_dir, download, embedded_examples):
@@ -78,7 +152,8 @@ def get_templates(prompt_source: str = "builtin") -> dict[str, list]:
     from eval import promptsource_bridge  # pylint: disable=g-import-not-at-top
     templates.update(promptsource_bridge.load_t0_templates())
   elif prompt_source != "builtin":
-    raise ValueError(f"prompt_source = {prompt_source!r}: expected 'builtin' or 'promptsource'.")
+    raise EvalConfigError(f"eval.zero_shot.evaluate_checkpoint.prompt_source = {prompt_source!r}: "
+                          "expected 'builtin' or 'promptsource'.")
   return templates
 
 
@@ -90,14 +165,17 @@ def evaluate(model: Any, params: Any, vocabulary: Any, suite: str | suites_lib.S
              templates: Mapping[str, list[templates_lib.Template]] | None = None,
              max_examples: int | None = None,
              embedded_examples: int = embedded.DEFAULT_EXAMPLES,
-             tfds_data_dir: str | None = None, download: bool = False) -> dict:
-  """Scores `suite` and returns (and writes to output_dir/results.json) the results dict."""
+             tfds_data_dir: str | None = None, download: bool = False,
+             checkpoint: Mapping[str, Any] | None = None) -> dict:
+  """Scores `suite` and returns (and writes to output_dir/results.json) the results dict.
+
+  `checkpoint` ({"path", "step_dir", "step"}) is recorded as given. Raises EvalConfigError when no
+  task could be scored (after writing the results, see write_results).
+  """
   suite = suites_lib.get_suite(suite) if isinstance(suite, str) else suite
   templates = get_templates() if templates is None else templates
-  unknown = sorted({t.templates for t in suite.tasks} - set(templates))
-  if unknown:
-    raise KeyError(f"Suite {suite.name} needs templates {unknown} that are not loaded; "
-                   f"loaded: {sorted(templates)}.")
+  check_templates(suite, templates)
+  check_dirs(output_dir, local_data_dir)
   if scorer is None:
     scorer = rc.ModelScorer(model, params, vocabulary, scoring_config or rc.ScoringConfig())
   start = time.time()
@@ -147,32 +225,76 @@ def evaluate(model: Any, params: Any, vocabulary: Any, suite: str | suites_lib.S
       else:
         per_prompt[prompt_name] = aggregation.prompt_metrics(exs, got)
     tasks[name] = aggregation.task_summary(per_prompt)
+  scoring = getattr(scorer, "config", None)
   results = {
       "suite": suite.name,
       "tasks": tasks,
       "missing": missing,
       "aggregate": aggregation.suite_aggregate(tasks),
-      "protocol": {"prompt_eos": suite.prompt_eos, "option_eos": suite.option_eos,
-                   "max_prompts": suite.max_prompts, "max_examples": max_examples,
-                   "embedded_examples": embedded_examples, "metric": "accuracy",
+      "protocol": {"description": suite.description, "prompt_eos": suite.prompt_eos,
+                   "option_eos": suite.option_eos, "max_prompts": suite.max_prompts,
+                   "max_examples": max_examples, "embedded_examples": embedded_examples,
+                   "metric": "accuracy", "aggregate": "median over prompts, mean over tasks",
+                   "scoring": dataclasses.asdict(scoring) if dataclasses.is_dataclass(scoring)
+                              else None,
                    "seconds": round(time.time() - start, 3)},
+      "checkpoint": dict(checkpoint) if checkpoint is not None else None,
+      "harness": harness_version(),
   }
-  if output_dir is not None:
-    write_results(results, output_dir)
+  written = write_results(results, output_dir) if output_dir is not None else None
+  if not tasks:
+    raise EvalConfigError(_nothing_scored(suite, missing, local_data_dir, tfds_data_dir, written))
   return results
 
 
+def _nothing_scored(suite: suites_lib.Suite, missing: Mapping[str, str], local_data_dir,
+                    tfds_data_dir, written: pathlib.Path | None) -> str:
+  """The error of an evaluation that scored no task: each task, why, where it was looked for."""
+  listed = [f"{name}: {why}" for name, why in list(missing.items())[:_LISTED_MISSING]]
+  rest = list(missing)[_LISTED_MISSING:]
+  if rest:
+    listed.append(f"and {len(rest)} more ({', '.join(rest)})")
+  where = f"LOCAL_DATA_DIR = '{local_data_dir}'" if local_data_dir is not None else (
+      "LOCAL_DATA_DIR = None")
+  if tfds_data_dir:
+    where += f", tfds_data_dir = '{tfds_data_dir}'"
+  msg = (f"nothing scored: every task of suite {suite.name} is missing ({where}): "
+         + "; ".join(listed) + ".")
+  if written is not None:
+    kept = written.name != RESULTS_FILE
+    msg += (f" The missing list is in {written}" +
+            (f"; {RESULTS_FILE} beside it, which has scores, is kept." if kept else "."))
+  return msg
+
+
+def _has_scores(path: pathlib.Path) -> bool:
+  try:
+    return bool(json.loads(path.read_text(encoding="utf-8")).get("tasks"))
+  except (OSError, ValueError, AttributeError):
+    return False
+
+
 def write_results(results: Mapping[str, Any], output_dir: str | pathlib.Path) -> pathlib.Path:
-  """Writes results.json atomically (a reader never sees half a file)."""
+  """Writes results.json atomically (a reader never sees half a file); returns its path.
+
+  Results that scored no task never replace a results.json that has scores: they go beside it as
+  results.<UTC time>.json.
+  """
   out = pathlib.Path(output_dir)
   out.mkdir(parents=True, exist_ok=True)
-  tmp = out / f".{RESULTS_FILE}.tmp"
+  target = out / RESULTS_FILE
+  if not results["tasks"] and _has_scores(target):
+    stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%S.%fZ")
+    target = out / f"results.{stamp}.json"
+    logging.warning("eval: nothing scored; %s keeps its scores, this evaluation is in %s",
+                    out / RESULTS_FILE, target.name)
+  tmp = out / f".{target.name}.tmp"
   tmp.write_text(json.dumps(results, indent=2, sort_keys=False) + "\n", encoding="utf-8")
-  tmp.replace(out / RESULTS_FILE)
-  return out / RESULTS_FILE
+  tmp.replace(target)
+  return target
 
 
-def restore_for_eval(model: Any, checkpoint_path: str, batch_size: int = 1,
+def restore_for_eval(model: Any, checkpoint_path: str | pathlib.Path, batch_size: int = 1,
                      feature_lengths: Mapping[str, int] | None = None) -> Any:
   """Parameters of `checkpoint_path` restored into `model`'s tree (mismatch: a clear error)."""
   lengths = dict(feature_lengths or {"inputs": 8, "targets": 8})
@@ -191,14 +313,19 @@ def evaluate_checkpoint(model: Any = gin.REQUIRED, vocabulary: Any = gin.REQUIRE
                         embedded_examples: int = embedded.DEFAULT_EXAMPLES,
                         tfds_data_dir: str | None = None, download: bool = False,
                         prompt_source: str = "builtin") -> dict:
-  """The gin-configured evaluation: checks the suite and prompts first, restores, evaluates."""
-  suites_lib.get_suite(suite)  # an unknown suite fails before the restore
+  """The gin-configured evaluation: checks suite, prompts and folders first, restores, evaluates."""
+  # Everything cheap to check fails before the restore.
   templates = get_templates(prompt_source)
-  params = restore_for_eval(model, checkpoint_path)
+  check_templates(suites_lib.get_suite(suite), templates)
+  check_dirs(output_dir, local_data_dir)
+  step_dir = checkpoints.resolve_step_dir(checkpoint_path)
+  params = restore_for_eval(model, step_dir)
   return evaluate(model, params, vocabulary, suite, output_dir, local_data_dir,
                   scoring_config=scoring_config, templates=templates, max_examples=max_examples,
                   embedded_examples=embedded_examples, tfds_data_dir=tfds_data_dir,
-                  download=download)
+                  download=download, checkpoint={"path": str(checkpoint_path),
+                                                 "step_dir": str(step_dir),
+                                                 "step": int(step_dir.name)})
 
 
 gin.external_configurable(rc.ScoringConfig, module="eval.rank_classification")
@@ -237,7 +364,12 @@ def main(argv: Sequence[str]) -> int:
   if rest:
     raise gin_utils.GinConfigError(f"unexpected arguments {rest} (use --gin.KEY=VALUE).")
   parse(files, bindings)
-  results = evaluate_checkpoint()
+  try:
+    results = evaluate_checkpoint()
+  except checkpoints.CheckpointError as e:  # missing, incomplete or another model's: bad input
+    raise EvalConfigError(f"CHECKPOINT_PATH: {e}") from e
+  except templates_lib.TemplateError as e:
+    raise EvalConfigError(str(e)) from e
   print(json.dumps({"suite": results["suite"], "aggregate": results["aggregate"],
                     "missing": sorted(results["missing"]),
                     "medians": {k: round(v["median"], 4) for k, v in results["tasks"].items()}},
