@@ -358,6 +358,15 @@ def run(gin_files: Sequence[str], gin_bindings: Sequence[str] = ()) -> dict:
   return evaluate_checkpoint()
 
 
+def _without_gin_note(e: Exception) -> Exception:
+  """The exception a configurable raised: gin re-raises a proxy that appends the call site."""
+  inner = e.__context__
+  if (isinstance(inner, Exception) and type(e) is not type(inner) and isinstance(e, type(inner))
+      and str(e).startswith(str(inner))):
+    return inner
+  return e
+
+
 def main(argv: Sequence[str]) -> int:
   """The command line (under experiments.runtime.cli): gin flags only; prints a JSON summary."""
   files, bindings, rest = gin_utils.parse_gin_flags(argv)
@@ -366,10 +375,15 @@ def main(argv: Sequence[str]) -> int:
   parse(files, bindings)
   try:
     results = evaluate_checkpoint()
-  except checkpoints.CheckpointError as e:  # missing, incomplete or another model's: bad input
-    raise EvalConfigError(f"CHECKPOINT_PATH: {e}") from e
-  except templates_lib.TemplateError as e:
-    raise EvalConfigError(str(e)) from e
+  except Exception as proxy:  # pylint: disable=broad-except
+    e = _without_gin_note(proxy)
+    if isinstance(e, checkpoints.CheckpointError):  # missing, incomplete or another model's
+      raise EvalConfigError(f"CHECKPOINT_PATH: {e}") from e
+    if isinstance(e, templates_lib.TemplateError):
+      raise EvalConfigError(str(e)) from e
+    if e is proxy:
+      raise
+    raise e from e.__cause__
   print(json.dumps({"suite": results["suite"], "aggregate": results["aggregate"],
                     "missing": sorted(results["missing"]),
                     "medians": {k: round(v["median"], 4) for k, v in results["tasks"].items()}},
