@@ -9,6 +9,10 @@ Next to a checkpoint of step s, the tf.data iterator state is written to
 MODEL_DIR/data_state/<s>/ (written to a temporary directory, then renamed, so a half-written state
 is never used). On resume, that state is restored when present; otherwise the pipeline is replayed
 up to the position. Both give exactly the batches an uninterrupted run would have seen.
+
+Before the pipeline is built, `check_corpus_size` counts the corpus's tokens (up to one batch's
+worth), so a corpus too small to fill one batch is an error rather than a pipeline that never
+yields.
 """
 
 from __future__ import annotations
@@ -24,7 +28,13 @@ import jax
 import numpy as np
 import seqio
 
+from experiments.runtime import errors
+
 DATA_STATE_SUBDIR = "data_state"
+
+
+class CorpusTooSmallError(errors.ConfigError):
+  """The corpus holds fewer tokens than one training batch needs."""
 
 
 def import_task_modules() -> None:
@@ -62,6 +72,41 @@ def check_feature_lengths(task, task_feature_lengths: Mapping[str, int]) -> None
          if isinstance(v, bool) or not isinstance(v, int) or v < 1}
   if bad:
     raise ValueError(f"TASK_FEATURE_LENGTHS must map features to positive ints, got {bad}.")
+
+
+def corpus_name(task_name: str) -> str | None:
+  """The corpus of a '{corpus}_{objective}' task (None for a mixture)."""
+  import objectives  # pylint: disable=g-import-not-at-top
+  try:
+    return objectives.parse_task_name(task_name)[0]
+  except ValueError:
+    return None
+
+
+def count_corpus_tokens(task_name: str, limit: int) -> int:
+  """Tokens of the task's 'train' documents as tokenized before the objective, counted to `limit`."""
+  task = get_task(task_name)
+  ds = task.preprocess_precache(task.source.get_dataset(split="train", shuffle=False), seed=0)
+  total = 0
+  for example in ds.as_numpy_iterator():
+    total += sum(int(np.size(example[k])) for k in task.output_features if k in example)
+    if total >= limit:
+      break
+  return total
+
+
+def check_corpus_size(task_name: str, raw_length: int, batch_size: int) -> None:
+  """A '{corpus}_{objective}' task's corpus holds at least one batch of tokens (one pass)."""
+  corpus = corpus_name(task_name)
+  if corpus is None:
+    return
+  needed = int(raw_length) * int(batch_size)
+  found = count_corpus_tokens(task_name, needed)
+  if found < needed:
+    raise CorpusTooSmallError(
+        f"Corpus {corpus!r} (task {task_name!r}) yields {found} token(s) in its whole 'train' "
+        f"split; one batch needs {needed:,} (BATCH_SIZE {batch_size} x {raw_length} tokens per "
+        f"example). Give it more text, or lower BATCH_SIZE or TASK_FEATURE_LENGTHS.")
 
 
 def _state_dir(model_dir: pathlib.Path, step: int) -> pathlib.Path:

@@ -7,6 +7,7 @@ import os
 import pathlib
 import signal
 import sys
+import threading
 import time
 from typing import Any, Mapping, Sequence
 
@@ -15,6 +16,7 @@ import jax
 import numpy as np
 
 from experiments.runtime import checkpoints as ckpt_lib
+from experiments.runtime import errors
 from experiments import data as data_lib
 from experiments import distributed
 from experiments.runtime import gin_utils
@@ -35,31 +37,96 @@ class NonFiniteError(FloatingPointError):
 
 
 class Preempted(RuntimeError):
-  """SIGTERM arrived: a checkpoint of the current step was saved; rerun the command to resume."""
+  """SIGTERM or SIGINT (Ctrl-C) arrived: the step in progress was finished and saved, or, before
+  the first step, the run stopped with nothing written; rerun the command to resume."""
+
+  def __init__(self, signum: int, message: str):
+    super().__init__(message)
+    self.signum = signum
+
+  @property
+  def exit_code(self) -> int:
+    return 128 + self.signum  # the shell's convention: 143 for SIGTERM, 130 for Ctrl-C
 
 
-class _PreemptionFlag:
-  """Turns SIGTERM (what schedulers send before evicting a job) into a flag the loop checks."""
+class DataStallError(RuntimeError):
+  """The input pipeline produced no batch within train.first_batch_timeout seconds."""
+
+
+_SIGNAL_NAMES = {signal.SIGTERM: "SIGTERM", signal.SIGINT: "Ctrl-C (SIGINT)"}
+
+
+class _Signals:
+  """SIGTERM (what schedulers send before evicting a job) and SIGINT (Ctrl-C) for one run.
+
+  Before the first step there is nothing to save: the handler raises Preempted at once, wherever
+  the main thread is (restoring, building the pipeline, waiting for the first batch). Once steps
+  run, it only sets `signum`; the loop finishes the step, saves it and raises Preempted. A second
+  signal stops at once (the last complete checkpoint stays).
+  """
 
   def __init__(self):
-    self.raised = False
-    self._previous = None
+    self.signum: int | None = None
+    self.stepping = False
+    self._previous: dict[int, Any] = {}
 
   def __enter__(self):
     try:
-      self._previous = signal.signal(signal.SIGTERM, self._handle)
+      for signum in _SIGNAL_NAMES:
+        self._previous[signum] = signal.signal(signum, self._handle)
     except ValueError:  # not the main thread (e.g. a grid running cells in threads)
-      self._previous = None
+      pass
     return self
 
   def _handle(self, signum, frame):
-    del signum, frame
-    self.raised = True
+    del frame
+    name = _SIGNAL_NAMES[signum]
+    if not self.stepping:
+      raise Preempted(signum, f"{name} before the first step: stopped with nothing saved; the "
+                              f"same command starts again.")
+    if self.signum is not None:
+      raise Preempted(signum, f"{name} again: stopped at once; the last complete checkpoint "
+                              f"stays and the same command resumes from it.")
+    self.signum = signum
 
   def __exit__(self, *exc):
-    if self._previous is not None:
-      signal.signal(signal.SIGTERM, self._previous)
+    for signum, previous in self._previous.items():
+      signal.signal(signum, previous)
     return False
+
+
+class _FirstBatch:
+  """Draws the first batch in a thread (while the step compiles) and waits for it with a deadline.
+
+  The main thread waits in short slices, so SIGTERM and Ctrl-C are handled while the pipeline is
+  stuck; a pipeline with no batch by the deadline is stopped with a message naming its source.
+  """
+
+  def __init__(self, batches, timeout: float, source: str):
+    self._deadline = time.monotonic() + timeout
+    self._timeout, self._source = timeout, source
+    self._done = threading.Event()
+    self._batch, self._error = None, None
+    threading.Thread(target=self._fetch, args=(batches,), name="first-batch", daemon=True).start()
+
+  def _fetch(self, batches):
+    try:
+      self._batch = next(batches)
+    except BaseException as e:  # pylint: disable=broad-except  # re-raised in the main thread
+      self._error = e
+    finally:
+      self._done.set()
+
+  def get(self):
+    while not self._done.wait(timeout=0.5):
+      if time.monotonic() > self._deadline:
+        raise DataStallError(
+            f"The input pipeline of {self._source} gave no batch in {self._timeout:g} s, so the "
+            f"run stopped. A slow source may need a larger experiments.train.train."
+            f"first_batch_timeout; otherwise check the corpus and its preprocessing.")
+    if self._error is not None:
+      raise self._error
+    return self._batch
 
 
 @gin.configurable(module="experiments.train")
@@ -82,98 +149,118 @@ def train(
     log_period: int = 100,
     pack: bool = True,
     save_data_state: bool = True,
+    first_batch_timeout: float = 300.0,
 ) -> dict:
-  """Trains until the absolute step `train_steps`; returns {'model_dir', 'final_step', 'metrics'}."""
-  distributed.maybe_initialize()
-  cfg = run_config.check_and_prepare(
-      model=model, model_dir=model_dir, task_name=mixture_or_task_name,
-      task_feature_lengths=task_feature_lengths, train_steps=train_steps, batch_size=batch_size,
-      optimizer=optimizer, num_microbatches=num_microbatches,
-      checkpoint_period=checkpoint_period, log_period=log_period,
-      initial_checkpoint_path=initial_checkpoint_path)
-  partitioner = partitioner or partitioning.Partitioner()
-  input_shapes = model.input_shapes(batch_size, task_feature_lengths)
-  try:  # shapes only (jax.eval_shape); also checks the batch against the mesh
-    builder = trainer_lib.StepBuilder(model, optimizer, partitioner, input_shapes,
-                                      num_microbatches)
-  except ValueError as e:
-    raise run_config.ConfigError(str(e)) from e
-  model_dir = run_config.check_model_dir(cfg.model_dir)
+  """Trains until the absolute step `train_steps`; returns {'model_dir', 'final_step', 'metrics'}.
 
-  checkpointer = ckpt_lib.Checkpointer(model_dir, keep=keep_checkpoints,
-                                       async_save=async_checkpointing)
-  try:
-    state, position, resumed = _initial_state(
-        builder, checkpointer, initial_checkpoint_path, random_seed, train_steps,
-        run_config.describe_model(model))
-    resumed_step = checkpointer.latest_step() if resumed else None
-    start_step = int(jax.device_get(state.step))
-    if start_step >= train_steps:
-      logging.info("MODEL_DIR already holds step %d >= TRAIN_STEPS %d: nothing to train.",
-                   start_step, train_steps)
-      last = metrics_lib.read_metrics(model_dir)
-      return {"model_dir": str(model_dir), "final_step": start_step,
-              "metrics": last[-1] if last else {}}
-    batches = data_lib.TrainData(
-        mixture_or_task_name, task_feature_lengths, model.feature_converter_cls(pack=pack),
-        batch_size, seed=random_seed, model_dir=model_dir, position=position,
-        state_step=resumed_step, use_cached=use_cached_tasks,
-        save_iterator_state=save_data_state)
-    step_fn = builder.compile()
-    accounting = run_config.flops_per_step(model, task_feature_lengths, batch_size)
-    peak, peak_source = metrics_lib.peak_flops_per_device()
-    _log_startup(model, builder, partitioner, accounting, peak_source, start_step, train_steps,
-                 resumed)
-    writer = metrics_lib.MetricsWriter(model_dir, resume_step=start_step if resumed else None)
-    meta_base = {"model": run_config.describe_model(model), "task": mixture_or_task_name,
-                 "task_feature_lengths": dict(task_feature_lengths), "batch_size": batch_size}
-    try:
-      with _PreemptionFlag() as preemption:
-        last = _loop(step_fn, builder, state, batches, checkpointer, writer, meta_base,
-                     preemption, start_step=start_step, train_steps=train_steps,
-                     checkpoint_period=checkpoint_period, log_period=log_period,
-                     tokens_per_step=run_config.tokens_per_step(input_shapes),
-                     flops_per_step=accounting["flops_per_step"], peak_per_device=peak,
-                     model_dir=model_dir)
-    finally:
-      writer.close()
-  finally:
-    checkpointer.close()
+  One run per MODEL_DIR (run_config.ModelDirLock). SIGTERM or Ctrl-C raise Preempted (see
+  _Signals); the first batch must come within `first_batch_timeout` seconds of the pipeline's
+  start (it is drawn while the step compiles), else DataStallError.
+  """
+  distributed.maybe_initialize()
+  with _Signals() as signals:
+    cfg = run_config.check_and_prepare(
+        model=model, model_dir=model_dir, task_name=mixture_or_task_name,
+        task_feature_lengths=task_feature_lengths, train_steps=train_steps,
+        batch_size=batch_size, optimizer=optimizer, num_microbatches=num_microbatches,
+        checkpoint_period=checkpoint_period, log_period=log_period,
+        initial_checkpoint_path=initial_checkpoint_path)
+    partitioner = partitioner or partitioning.Partitioner()
+    input_shapes = model.input_shapes(batch_size, task_feature_lengths)
+    try:  # shapes only (jax.eval_shape); also checks the batch against the mesh
+      builder = trainer_lib.StepBuilder(model, optimizer, partitioner, input_shapes,
+                                        num_microbatches)
+    except ValueError as e:
+      raise run_config.ConfigError(str(e)) from e
+    model_dir = run_config.check_model_dir(cfg.model_dir)
+    description = run_config.describe_model(model)
+    with run_config.ModelDirLock(model_dir):
+      latest = ckpt_lib.latest_complete_step(ckpt_lib.checkpoints_dir(model_dir))
+      if latest is not None:  # before any restore, pipeline or compilation
+        run_config.check_resume(latest, task_name=mixture_or_task_name,
+                                task_feature_lengths=task_feature_lengths, batch_size=batch_size,
+                                model_description=description)
+      checkpointer = ckpt_lib.Checkpointer(model_dir, keep=keep_checkpoints,
+                                           async_save=async_checkpointing)
+      try:
+        state, position, resumed_step = _initial_state(
+            builder, checkpointer, initial_checkpoint_path, random_seed, train_steps,
+            description)
+        start_step = int(jax.device_get(state.step))
+        if start_step >= train_steps:
+          logging.info("MODEL_DIR already holds step %d >= TRAIN_STEPS %d: nothing to train.",
+                       start_step, train_steps)
+          last = metrics_lib.read_metrics(model_dir)
+          return {"model_dir": str(model_dir), "final_step": start_step,
+                  "metrics": last[-1] if last else {}}
+        if cfg.raw_length is not None:
+          data_lib.check_corpus_size(mixture_or_task_name, cfg.raw_length, batch_size)
+        batches = data_lib.TrainData(
+            mixture_or_task_name, task_feature_lengths, model.feature_converter_cls(pack=pack),
+            batch_size, seed=random_seed, model_dir=model_dir, position=position,
+            state_step=resumed_step, use_cached=use_cached_tasks,
+            save_iterator_state=save_data_state)
+        corpus = data_lib.corpus_name(mixture_or_task_name)
+        first_batch = _FirstBatch(batches, first_batch_timeout,
+                                  f"task {mixture_or_task_name!r}"
+                                  + (f" (corpus {corpus!r})" if corpus else ""))
+        step_fn = builder.compile()
+        accounting = run_config.flops_per_step(model, task_feature_lengths, batch_size)
+        peak, peak_source = metrics_lib.peak_flops_per_device()
+        _log_startup(model, builder, partitioner, accounting, peak_source, start_step,
+                     train_steps, resumed_step is not None)
+        writer = metrics_lib.MetricsWriter(model_dir, start_step)
+        meta_base = {"model": description, "task": mixture_or_task_name,
+                     "task_feature_lengths": dict(task_feature_lengths),
+                     "batch_size": batch_size}
+        try:
+          last = _loop(step_fn, builder, state, batches, first_batch.get(), checkpointer,
+                       writer, meta_base, signals, start_step=start_step,
+                       train_steps=train_steps, checkpoint_period=checkpoint_period,
+                       log_period=log_period,
+                       tokens_per_step=run_config.tokens_per_step(input_shapes),
+                       flops_per_step=accounting["flops_per_step"], peak_per_device=peak,
+                       model_dir=model_dir)
+        finally:
+          writer.close()
+      finally:
+        checkpointer.close()
   return {"model_dir": str(model_dir), "final_step": train_steps, "metrics": last}
 
 
 def _initial_state(builder, checkpointer, initial_checkpoint_path, seed, train_steps,
                    description):
-  """(state, data position, resumed?) from MODEL_DIR's latest step, an initial checkpoint or init."""
-  latest = checkpointer.latest_step()
+  """(state, data position, restored step or None) from MODEL_DIR's newest step that restores, an
+  initial checkpoint, or a fresh init."""
   abstract_train_state = {
       "step": builder.abstract_state.step, "rng": builder.abstract_state.rng,
       "opt_state": builder.abstract_state.opt_state}
-  if latest is not None:
-    params, rest, meta = checkpointer.restore(latest, builder.abstract_state.params,
-                                              abstract_train_state, description)
+  restored = checkpointer.restore_latest(builder.abstract_state.params, abstract_train_state,
+                                         description)
+  if restored is not None:
+    step, params, rest, meta = restored
     state = trainer_lib.TrainState(step=rest["step"], params=params, opt_state=rest["opt_state"],
                                    rng=rest["rng"])
-    logging.info("Resumed from %s/%d (data position %s).", checkpointer.directory, latest,
+    logging.info("Resumed from %s/%d (data position %s).", checkpointer.directory, step,
                  meta.get("data_position"))
-    return state, int(meta.get("data_position", 0)), True
+    return state, int(meta.get("data_position", 0)), step
   if initial_checkpoint_path:
     step_dir = ckpt_lib.resolve_step_dir(initial_checkpoint_path)
     start = int(step_dir.name)
     if start >= train_steps:
-      raise ValueError(
+      raise run_config.ConfigError(
           f"TRAIN_STEPS = {train_steps} is absolute and must exceed the step of "
           f"INITIAL_CHECKPOINT_PATH ({start}); e.g. {start} + the steps to train.")
     params = ckpt_lib.restore_params(step_dir, builder.abstract_state.params, description)
     logging.info("Initialised parameters from %s (step %d); fresh optimizer state.", step_dir,
                  start)
-    return builder.make_state(params, start, seed), 0, False
-  return builder.make_state(builder.init_params(seed), 0, seed), 0, False
+    return builder.make_state(params, start, seed), 0, None
+  return builder.make_state(builder.init_params(seed), 0, seed), 0, None
 
 
-def _loop(step_fn, builder, state, batches, checkpointer, writer, meta_base, preemption, *,
-          start_step, train_steps, checkpoint_period, log_period, tokens_per_step, flops_per_step,
-          peak_per_device, model_dir) -> dict:
+def _loop(step_fn, builder, state, batches, first_batch, checkpointer, writer, meta_base,
+          signals, *, start_step, train_steps, checkpoint_period, log_period, tokens_per_step,
+          flops_per_step, peak_per_device, model_dir) -> dict:
   """Feeds, steps, checks finiteness one step behind, logs and saves; returns the last metrics."""
   kill_spec = os.environ.get(_SIGNAL_AT_STEP_ENV, "-1").split(":")
   kill_at = int(kill_spec[0])
@@ -188,13 +275,17 @@ def _loop(step_fn, builder, state, batches, checkpointer, writer, meta_base, pre
   def check(step, metrics):
     if not bool(jax.device_get(metrics["finite"])):
       values = metrics_lib.to_python(metrics)
+      good = checkpointer.latest_step()
       raise NonFiniteError(
           f"Non-finite loss or gradients at step {step} (loss={values.get('loss')}, "
-          f"grad_norm={values.get('grad_norm')}). Stopped without saving; the last good "
-          f"checkpoint is step {checkpointer.latest_step()} in {checkpointer.directory}.")
+          f"grad_norm={values.get('grad_norm')}). Stopped without saving; "
+          + (f"the last good checkpoint is step {good} in {checkpointer.directory}." if good
+             is not None else f"no checkpoint was saved yet in {checkpointer.directory}."))
 
+  signals.stepping = True
   for step in range(start_step + 1, train_steps + 1):
-    batch = trainer_lib.global_batch(next(batches), builder.batch_shardings)
+    local = first_batch if step == start_step + 1 else next(batches)
+    batch = trainer_lib.global_batch(local, builder.batch_shardings)
     state, metrics = step_fn(state, batch)
     period_steps += 1
     if pending is not None:
@@ -216,7 +307,7 @@ def _loop(step_fn, builder, state, batches, checkpointer, writer, meta_base, pre
                    values.get("loss_per_token", float("nan")), values.get("accuracy", float("nan")),
                    values["tokens_per_second"], values.get("mfu", float("nan")))
       period_start, period_steps = time.perf_counter(), 0
-    preempted = preemption.raised
+    preempted = signals.signum is not None
     if step % checkpoint_period == 0 or step == train_steps or preempted:
       check(*pending)
       batches.save_state(step, keep_steps=checkpointer.all_steps() + [step])
@@ -228,8 +319,9 @@ def _loop(step_fn, builder, state, batches, checkpointer, writer, meta_base, pre
       os.kill(os.getpid(), kill_signal)
     if preempted:
       checkpointer.wait()
-      raise Preempted(f"SIGTERM: saved step {step} in {checkpointer.directory}; the same "
-                      f"command resumes from it.")
+      raise Preempted(signals.signum, f"{_SIGNAL_NAMES[signals.signum]}: saved step {step} in "
+                                      f"{checkpointer.directory}; the same command resumes "
+                                      f"from it.")
   if pending is not None:
     check(*pending)
   if bar is not None:
@@ -299,7 +391,7 @@ def import_configurables() -> None:
 
 def main(argv: Sequence[str]) -> int:
   """`python -m experiments.train` (under experiments.runtime.cli): 0 done, 1 non-finite, 143
-  preempted; configuration errors (exit 2) propagate to cli."""
+  SIGTERM, 130 Ctrl-C; configuration errors (exit 2) propagate to cli."""
   files, bindings, rest = gin_utils.parse_gin_flags(argv)
   if rest:
     raise run_config.ConfigError(f"unexpected arguments {rest}; expected {gin_utils.USAGE}")
@@ -314,10 +406,8 @@ def main(argv: Sequence[str]) -> int:
     return 1
   except Preempted as e:
     logging.warning("%s", e)
-    return 128 + signal.SIGTERM
-  except ckpt_lib.CheckpointError as e:
-    raise run_config.ConfigError(str(e)) from e
-  except run_config.ConfigError:
+    return e.exit_code
+  except errors.ConfigError:
     raise
   except ValueError as e:  # raised by configurables (model, task) while gin builds them
     raise run_config.ConfigError(str(e)) from e

@@ -73,26 +73,30 @@ def to_python(metrics: Mapping[str, Any]) -> dict[str, float]:
 
 
 class MetricsWriter:
-  """Appends metrics to MODEL_DIR/metrics.jsonl and TensorBoard; only process 0 writes."""
+  """Appends metrics to MODEL_DIR/metrics.jsonl and TensorBoard; only process 0 writes.
 
-  def __init__(self, model_dir: str | pathlib.Path, resume_step: int | None = None,
-               tensorboard: bool = True):
+  A run starting at `start_step` (the restored step, 0 when fresh) drops the rows past it that an
+  interrupted earlier attempt wrote, in both, so no step ever has two rows.
+  """
+
+  def __init__(self, model_dir: str | pathlib.Path, start_step: int, tensorboard: bool = True):
     self.enabled = jax.process_index() == 0
     self.path = pathlib.Path(model_dir) / "metrics.jsonl"
     self._tb = None
     if not self.enabled:
       return
-    if resume_step is not None:
-      self._drop_after(resume_step)
+    self._drop_after(start_step)
     if tensorboard:
       try:
         from tensorboardX import SummaryWriter  # pylint: disable=g-import-not-at-top
-        self._tb = SummaryWriter(logdir=str(pathlib.Path(model_dir) / "train"))
+        # purge_step: TensorBoard hides this run's earlier events from that step on.
+        self._tb = SummaryWriter(logdir=str(pathlib.Path(model_dir) / "train"),
+                                 purge_step=start_step + 1)
       except Exception as e:  # pylint: disable=broad-except
         logging.warning("TensorBoard events disabled: %s", e)
 
   def _drop_after(self, step: int) -> None:
-    """Removes lines past the resumed step (written before an interruption; they will recur)."""
+    """Removes lines past `step` (written before an interruption; they will recur)."""
     if not self.path.is_file():
       return
     lines = self.path.read_text().splitlines()

@@ -1,6 +1,7 @@
 """Checks of a training run's configuration, made before anything expensive, and its records.
 
-Every error names the gin binding or macro to fix and what was expected. Also: the resolved
+Every error names the gin binding or macro to fix and what was expected. Also: the MODEL_DIR lock
+(one run per MODEL_DIR), the comparison of a resumed run with its checkpoint's record, the resolved
 config written to MODEL_DIR/config.gin, the model's description, tokens and FLOPs per step.
 """
 
@@ -8,9 +9,15 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import errno
+import fcntl
 import inspect
+import json
+import logging
 import os
 import pathlib
+import socket
+import sys
 import tempfile
 from typing import Any, Mapping, Sequence
 
@@ -27,15 +34,25 @@ from experiments import optimizers as optimizers_lib
 from experiments.runtime import errors
 
 _MODEL_API = ("loss_fn", "input_shapes", "get_initial_variables", "feature_converter_cls")
+LOCK_FILE = "LOCK"
 
 
 class ConfigError(errors.ConfigError):
   """A training configuration that cannot run, with the binding to fix."""
 
 
+class ModelDirInUseError(ConfigError):
+  """Another live run holds MODEL_DIR's lock."""
+
+
+class ResumeMismatchError(ConfigError):
+  """MODEL_DIR's checkpoints were written by a run with another task, lengths, batch or model."""
+
+
 @dataclasses.dataclass(frozen=True)
 class Prepared:
   model_dir: pathlib.Path
+  raw_length: int | None  # corpus tokens per example ('{corpus}_{objective}' tasks), else None
 
 
 def check_train_bindings(train_fn) -> None:
@@ -63,6 +80,8 @@ def check_model_dir(model_dir: Any) -> pathlib.Path:
   if not isinstance(model_dir, (str, os.PathLike)) or not str(model_dir):
     raise ConfigError(f"MODEL_DIR must be a path string, got {model_dir!r}.")
   path = pathlib.Path(model_dir).expanduser().absolute()  # orbax needs absolute paths
+  if path.exists() and not path.is_dir():
+    raise ConfigError(f"MODEL_DIR = {str(model_dir)!r} is a file, expected a folder.")
   try:
     path.mkdir(parents=True, exist_ok=True)
     with tempfile.NamedTemporaryFile(dir=path, prefix=".write_test_"):
@@ -102,7 +121,7 @@ def check_and_prepare(*, model, model_dir, task_name, task_feature_lengths, trai
   except ValueError as e:
     raise ConfigError(str(e)) from e
   _check_vocab(model, task)
-  _objectives_validation(model, task_name, task_feature_lengths)
+  raw_length = _objectives_validation(model, task_name, task_feature_lengths)
   if initial_checkpoint_path:
     try:
       ckpt_lib.resolve_step_dir(initial_checkpoint_path)
@@ -110,7 +129,7 @@ def check_and_prepare(*, model, model_dir, task_name, task_feature_lengths, trai
       raise ConfigError(f"INITIAL_CHECKPOINT_PATH: {e}") from e
   if not isinstance(model_dir, (str, os.PathLike)) or not str(model_dir):
     raise ConfigError(f"MODEL_DIR must be a path string, got {model_dir!r}.")
-  return Prepared(model_dir=pathlib.Path(model_dir))
+  return Prepared(model_dir=pathlib.Path(model_dir), raw_length=raw_length)
 
 
 def _check_vocab(model, task) -> None:
@@ -123,15 +142,120 @@ def _check_vocab(model, task) -> None:
     raise ConfigError(str(e)) from None
 
 
-def _objectives_validation(model, task_name: str, task_feature_lengths: Mapping[str, int]) -> None:
-  """objectives.validate(...) for '{corpus}_{objective}' tasks (mixtures are checked above)."""
+def _objectives_validation(model, task_name: str,
+                           task_feature_lengths: Mapping[str, int]) -> int | None:
+  """objectives.validate(...) for '{corpus}_{objective}' tasks (mixtures are checked above);
+  returns the corpus tokens one example takes (None for a mixture)."""
   try:
     objectives.parse_task_name(task_name)
   except ValueError:
-    return  # a mixture (e.g. the MTF mixtures): registered and checked by its own package
-  objectives.validate(task_name, dict(task_feature_lengths),
-                      architecture=arch_registry.get(model.name),
-                      vocab_size=model.config.vocab_size)
+    return None  # a mixture (e.g. the MTF mixtures): registered and checked by its own package
+  info = objectives.validate(task_name, dict(task_feature_lengths),
+                             architecture=arch_registry.get(model.name),
+                             vocab_size=model.config.vocab_size)
+  return int(info["raw_length"])
+
+
+class ModelDirLock:
+  """MODEL_DIR/LOCK, held for a run's life: a second run on the same MODEL_DIR stops at once.
+
+  The file names the holder (host, process id, command). The kernel's lock on it (flock) is
+  released when the holder exits in any way, kill -9 included, so a lock left by a dead process of
+  this host is taken over; one naming another host is refused (its process cannot be checked
+  from here) with the file to delete. Only process 0 of a multi-host run takes it.
+  """
+
+  def __init__(self, model_dir: pathlib.Path):
+    self.path = pathlib.Path(model_dir) / LOCK_FILE
+    self._fd: int | None = None
+
+  def __enter__(self) -> "ModelDirLock":
+    import jax  # pylint: disable=g-import-not-at-top
+    if jax.process_index() != 0:
+      return self
+    while True:
+      fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+      try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+      except OSError as e:
+        os.close(fd)
+        if e.errno not in (errno.EWOULDBLOCK, errno.EAGAIN):
+          raise
+        raise ModelDirInUseError(
+            f"MODEL_DIR {self.path.parent} is in use by another run ({self._holder()}); two runs "
+            f"on one MODEL_DIR would overwrite each other's checkpoints. Wait for it or stop it, "
+            f"or choose another MODEL_DIR.") from None
+      try:  # a holder that released (and removed) the file between our open and flock
+        same = os.fstat(fd).st_ino == os.stat(self.path).st_ino
+      except FileNotFoundError:
+        same = False
+      if same:
+        break
+      os.close(fd)
+    previous = self._read()
+    here = socket.gethostname()
+    if previous and previous.get("host") != here:
+      os.close(fd)
+      raise ModelDirInUseError(
+          f"MODEL_DIR {self.path.parent} is locked by a run on another host ({self._holder()}); "
+          f"if that run is no longer running, delete {self.path} and start again.")
+    if previous:
+      logging.warning("Taking over the lock of %s: its process %s is gone.", self.path.parent,
+                      previous.get("pid"))
+    record = {"host": here, "pid": os.getpid(),
+              "started": datetime.datetime.now(datetime.timezone.utc).isoformat(),
+              "command": " ".join(sys.argv)[:500]}
+    os.ftruncate(fd, 0)
+    os.write(fd, (json.dumps(record) + "\n").encode())
+    os.fsync(fd)
+    self._fd = fd
+    return self
+
+  def _read(self) -> dict:
+    try:
+      record = json.loads(self.path.read_text() or "{}")
+    except (OSError, ValueError):
+      return {}
+    return record if isinstance(record, dict) else {}
+
+  def _holder(self) -> str:
+    r = self._read()
+    if not r:
+      return f"see {self.path}"
+    return (f"host {r.get('host')}, process {r.get('pid')}, started {r.get('started')}; lock file "
+            f"{self.path}")
+
+  def __exit__(self, *exc) -> bool:
+    if self._fd is not None:
+      try:
+        if os.fstat(self._fd).st_ino == os.stat(self.path).st_ino:
+          os.remove(self.path)
+      except FileNotFoundError:
+        pass
+      os.close(self._fd)
+      self._fd = None
+    return False
+
+
+def check_resume(step_dir: pathlib.Path, *, task_name: str,
+                 task_feature_lengths: Mapping[str, int], batch_size: int,
+                 model_description: str) -> None:
+  """The run resuming from `step_dir` has its task, lengths, batch and model (its meta record)."""
+  meta = ckpt_lib.read_meta(step_dir)
+  model_dir = step_dir.parent.parent
+  ours = {"MIXTURE_OR_TASK_NAME": task_name,
+          "TASK_FEATURE_LENGTHS": dict(task_feature_lengths),
+          "BATCH_SIZE": int(batch_size), "MODEL": model_description}
+  recorded = {"MIXTURE_OR_TASK_NAME": meta.get("task"),
+              "TASK_FEATURE_LENGTHS": meta.get("task_feature_lengths"),
+              "BATCH_SIZE": meta.get("batch_size"), "MODEL": meta.get("model")}
+  diffs = [f"{k}: checkpoint {recorded[k]!r}, this configuration {ours[k]!r}"
+           for k in ours if recorded[k] is not None and recorded[k] != ours[k]]
+  if diffs:
+    raise ResumeMismatchError(
+        f"MODEL_DIR {model_dir} holds a run that differs from this configuration (its latest "
+        f"checkpoint, step {step_dir.name}): " + "; ".join(diffs) + f". To start a new run from "
+        f"that checkpoint, set INITIAL_CHECKPOINT_PATH = '{step_dir}' and a new MODEL_DIR.")
 
 
 def describe_model(model) -> str:

@@ -10,6 +10,7 @@ from arch import config as config_lib
 from arch import models
 from experiments.runtime import checkpoints
 from experiments import metrics as metrics_lib
+from experiments import run_config
 from experiments import testing
 from experiments import train
 
@@ -114,9 +115,9 @@ def test_incompatible_checkpoint_fails_before_training_and_keeps_it(tmp_path, cd
   files, bindings = testing.tiny_stack(
       "causal_decoder", "full_lm", cd_dir, 60,
       extra=["arch.config.TransformerConfig.emb_dim = 64"])
-  with pytest.raises(checkpoints.CheckpointError,
-                     match=r"(?s)shape mismatch.*checkpoint \(32, 64\) vs model \(64, 64\).*"
-                           r"written by: causal_decoder .*emb_dim=32.*configured model: .*emb_dim=64"):
+  with pytest.raises(run_config.ResumeMismatchError,
+                     match=r"MODEL: checkpoint 'causal_decoder .*emb_dim=32.*this configuration "
+                           r"'causal_decoder .*emb_dim=64.*INITIAL_CHECKPOINT_PATH"):
     train.run(files, bindings)
   files, bindings = testing.tiny_stack("encoder_decoder", "span_corruption", tmp_path, 60,
                                        extra=[f"INITIAL_CHECKPOINT_PATH = '{cd_dir}'"])

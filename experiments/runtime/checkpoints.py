@@ -5,28 +5,42 @@
 - `meta`: JSON with the step, the data position (batches consumed in this MODEL_DIR), the model's
   description and the task, used for resume and for error messages.
 
-Saves are atomic (orbax writes a temporary directory and renames it once complete; a step
-without its commit marker is never listed), asynchronous where orbax allows, every N steps and at
-the end, keeping K. A step that already exists is never overwritten.
+Saves are atomic (orbax writes a temporary directory and renames it once complete), asynchronous
+where orbax allows, every N steps and at the end, keeping K. A step that already exists is never
+overwritten. A step folder counts only when complete (`step_problem`: the commit marker, each
+item's metadata, readable JSON); on resume a step that is incomplete or does not restore is moved
+to MODEL_DIR/checkpoints.damaged/ (never deleted) and the newest one that restores is used.
 """
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import json
 import logging
+import os
 import pathlib
+import re
+import sys
 from typing import Any
 
 import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
+from experiments.runtime import errors
+
 CHECKPOINTS_SUBDIR = "checkpoints"
+DAMAGED_SUBDIR = "checkpoints.damaged"
 ITEMS = ("params", "train_state", "meta")
+# What orbax writes last into a step (before renaming it into place), and each item's metadata.
+COMMIT_MARKER = "commit_success.txt"
+_ITEM_FILES = {"params": "params/_METADATA", "train_state": "train_state/_METADATA",
+               "meta": "meta/metadata"}
 
 
-class CheckpointError(ValueError):
-  """A checkpoint is missing, incomplete or incompatible with the requested model."""
+class CheckpointError(errors.ConfigError):
+  """A checkpoint is missing, incomplete, damaged or incompatible with the requested model."""
 
 
 def absolute(path: str | pathlib.Path) -> pathlib.Path:
@@ -42,33 +56,77 @@ def _is_step_dir(path: pathlib.Path) -> bool:
   return path.is_dir() and (path / "params").is_dir() and path.name.isdigit()
 
 
-def _finalized_steps(directory: pathlib.Path) -> list[int]:
-  """Steps with a complete checkpoint; temporary (interrupted) saves are never listed."""
+def step_problem(step_dir: pathlib.Path, items: tuple[str, ...] = ITEMS) -> str | None:
+  """Why `step_dir` is not a complete checkpoint of `items` (None when it is one)."""
+  if not step_dir.is_dir():
+    return "not a folder"
+  if not any(step_dir.iterdir()):
+    return "an empty folder"
+  if not (step_dir / COMMIT_MARKER).is_file():
+    return f"no {COMMIT_MARKER} (an interrupted save)"
+  for item in items:
+    if not (step_dir / _ITEM_FILES[item]).is_file():
+      return f"{_ITEM_FILES[item]} is missing"
+  if "meta" in items:
+    try:
+      json.loads((step_dir / _ITEM_FILES["meta"]).read_text())
+    except (OSError, ValueError) as e:
+      return f"{_ITEM_FILES['meta']} is not readable JSON ({e})"
+  return None
+
+
+def _step_dirs(directory: pathlib.Path) -> list[tuple[int, pathlib.Path]]:
+  """(step, folder) of every numeric folder, oldest first; orbax's temporary folders are not."""
   if not directory.is_dir():
     return []
-  mngr = ocp.CheckpointManager(
-      directory, options=ocp.CheckpointManagerOptions(read_only=True, create=False),
-      item_names=ITEMS)
-  try:
-    return sorted(int(s) for s in mngr.all_steps())
-  finally:
-    mngr.close()
+  return sorted((int(p.name), p) for p in directory.iterdir() if p.name.isdigit() and p.is_dir())
+
+
+def latest_complete_step(directory: pathlib.Path, items: tuple[str, ...] = ITEMS,
+                         log_skipped: bool = False) -> pathlib.Path | None:
+  """The newest step folder under `directory` that `step_problem` accepts, or None."""
+  for step, step_dir in reversed(_step_dirs(directory)):
+    problem = step_problem(step_dir, items)
+    if problem is None:
+      return step_dir
+    if log_skipped:
+      logging.warning("Skipping checkpoint step %d in %s: %s.", step, directory, problem)
+  return None
 
 
 def resolve_step_dir(checkpoint_path: str | pathlib.Path) -> pathlib.Path:
-  """One step's directory from a MODEL_DIR, its checkpoints dir, or a step dir itself."""
+  """One step's directory from a MODEL_DIR, its checkpoints dir, or a step dir itself.
+
+  Only the parameters are needed (evaluation, INITIAL_CHECKPOINT_PATH); a step folder given
+  explicitly must be complete, and from a folder of steps the newest complete one is taken.
+  """
   path = absolute(checkpoint_path)
   if _is_step_dir(path):
-    if not _finalized_steps(path.parent) or int(path.name) not in _finalized_steps(path.parent):
-      raise CheckpointError(f"Checkpoint {path} is incomplete (an interrupted save).")
+    problem = step_problem(path, ("params",))
+    if problem:
+      raise CheckpointError(f"Checkpoint {path} is incomplete or damaged: {problem}.")
     return path
   for directory in (path / CHECKPOINTS_SUBDIR, path):
-    steps = _finalized_steps(directory)
-    if steps:
-      return directory / str(steps[-1])
+    step_dir = latest_complete_step(directory, ("params",), log_skipped=True)
+    if step_dir is not None:
+      return step_dir
   raise CheckpointError(
       f"No complete checkpoint under {checkpoint_path} (expected MODEL_DIR, MODEL_DIR/checkpoints "
       f"or MODEL_DIR/checkpoints/<step>).")
+
+
+def damage(error: BaseException, step_dir: pathlib.Path) -> str:
+  """One line saying what in `step_dir` cannot be read: the item and array when the error (or
+  its cause, where tensorstore puts them) names them, with the innermost message."""
+  chain = [error]
+  while len(chain) < 8 and (chain[-1].__cause__ or chain[-1].__context__) is not None:
+    chain.append(chain[-1].__cause__ or chain[-1].__context__)
+  everything = " ".join(str(e) for e in chain)
+  item = re.search(re.escape(str(step_dir)) + r"/(params|train_state|meta)\b", everything)
+  array = re.search(r'reading "([^"/]+)', everything)
+  what = "/".join(x.group(1) for x in (item, array) if x) or "its files"
+  text = " ".join(str(chain[-1]).split()).replace(str(step_dir) + "/", "")
+  return f"{what} cannot be read: {text[:200]}{'...' if len(text) > 200 else ''}"
 
 
 def read_meta(step_dir: pathlib.Path) -> dict:
@@ -153,8 +211,14 @@ def restore_params(checkpoint_path: str | pathlib.Path, abstract_params: Any,
   `description` (e.g. the model's name and sizes) is added to the error when the shapes differ.
   """
   step_dir = resolve_step_dir(checkpoint_path)
-  check_compatible(step_dir, abstract_params, description)
-  restored = ocp.StandardCheckpointer().restore(step_dir / "params", _with_sharding(abstract_params))
+  try:
+    check_compatible(step_dir, abstract_params, description)
+    restored = ocp.StandardCheckpointer().restore(step_dir / "params",
+                                                  _with_sharding(abstract_params))
+  except CheckpointError:
+    raise
+  except Exception as e:  # pylint: disable=broad-except
+    raise CheckpointError(f"Checkpoint {step_dir} is damaged: {damage(e, step_dir)}.") from e
   return _restructure(restored, abstract_params)
 
 
@@ -200,10 +264,40 @@ class Checkpointer:
             meta=ocp.args.JsonSave(meta)),
         force=True)
 
-  def restore(self, step: int, abstract_params: Any, abstract_train_state: Any,
-              description: str | None = None):
-    """(params, train_state, meta) of `step`, checked against the requested shapes first."""
-    step_dir = self.directory / str(step)
+  def restore_latest(self, abstract_params: Any, abstract_train_state: Any,
+                     description: str | None = None):
+    """(step, params, train_state, meta) of the newest step that restores, or None if none.
+
+    Steps that are incomplete, or whose files cannot be read, are moved to DAMAGED_SUBDIR with one
+    log line each, once an older step has restored (or when no step was readable at all, only
+    the incomplete ones, and the run starts afresh). A model that does not fit raises
+    CheckpointError at once: that is the configuration's fault, not the checkpoint's.
+    """
+    unusable, unreadable = [], []
+    for step, step_dir in reversed(_step_dirs(self.directory)):
+      problem = step_problem(step_dir)
+      if problem is not None:
+        unusable.append((step, problem))
+        continue
+      try:
+        with _quiet_unraisable():
+          restored = self._restore(step, step_dir, abstract_params, abstract_train_state,
+                                   description)
+      except CheckpointError:
+        raise
+      except Exception as e:  # pylint: disable=broad-except  # tensorstore and orbax raise many
+        unreadable.append((step, damage(e, step_dir)))
+        continue
+      self._set_aside(unusable + unreadable, step)
+      return (step, *restored)
+    if unreadable:
+      raise CheckpointError(
+          f"No checkpoint in {self.directory} can be read; nothing was moved or deleted: "
+          + "; ".join(f"step {s}: {why}" for s, why in unreadable) + ".")
+    self._set_aside(unusable, None)
+    return None
+
+  def _restore(self, step, step_dir, abstract_params, abstract_train_state, description):
     check_compatible(step_dir, abstract_params, description)
     diffs = tree_differences(_saved_tree(step_dir / "train_state"), abstract_train_state)
     if diffs:
@@ -220,12 +314,41 @@ class Checkpointer:
             _restructure(restored["train_state"], abstract_train_state),
             dict(restored["meta"] or {}))
 
+  def _set_aside(self, steps: list[tuple[int, str]], resumed: int | None) -> None:
+    """Moves unusable steps out of the way (a later save of the same step must not collide)."""
+    if not steps or jax.process_index() != 0:
+      return
+    aside = self.directory.parent / DAMAGED_SUBDIR
+    aside.mkdir(exist_ok=True)
+    for step, why in steps:
+      target, n = aside / str(step), 1
+      while target.exists():
+        target, n = aside / f"{step}.{n}", n + 1
+      os.rename(self.directory / str(step), target)
+      logging.warning("Skipped checkpoint step %d (%s); moved it to %s; %s.", step, why, target,
+                      f"resuming from step {resumed}" if resumed is not None
+                      else "no earlier step, starting afresh")
+    self._manager.reload()
+
   def wait(self) -> None:
     self._manager.wait_until_finished()
 
   def close(self) -> None:
     self._manager.wait_until_finished()
     self._manager.close()
+
+
+@contextlib.contextmanager
+def _quiet_unraisable():
+  """Silences the 'Exception ignored in <coroutine>' tracebacks of a failed orbax restore (its
+  other reads fail too and are never awaited); the failure itself is reported in one line."""
+  previous = sys.unraisablehook
+  sys.unraisablehook = lambda unraisable: None
+  try:
+    yield
+  finally:
+    gc.collect()  # while silenced: the abandoned reads are collected here
+    sys.unraisablehook = previous
 
 
 def describe_tree(tree: Any) -> dict[str, Any]:
