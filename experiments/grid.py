@@ -6,7 +6,8 @@ r"""Runs an ablation grid: every cell's stages, then results.csv, the summary ta
 Stages run in this process (gin cleared between them: one import of JAX/TF/seqio for the whole
 grid). A stage is finished when its DONE file exists and is skipped on the next run; an interrupted
 training stage resumes from its MODEL_DIR; a failing stage records ERROR, blocks the stages that
-need it and the grid goes on with the other cells. GRID_DIR/grid.json holds the fingerprint of the
+need it and the grid goes on with the other cells. Ctrl-C or SIGTERM stops the grid: a training
+stage first saves its current step; the exit status is 130 or 143 and a rerun resumes. GRID_DIR/grid.json holds the fingerprint of the
 grid definition; a GRID_DIR holding another definition is refused.
 """
 
@@ -160,6 +161,12 @@ def absolute_paths(bindings: Sequence[str]) -> list[str]:
   return out
 
 
+def _interruptions() -> tuple[type[BaseException], ...]:
+  """Ctrl-C in any stage, and the trainer's Preempted (SIGTERM or Ctrl-C, its step saved)."""
+  from experiments import loop  # pylint: disable=g-import-not-at-top
+  return (KeyboardInterrupt, loop.Preempted)
+
+
 def run_stage(stage: Stage) -> dict:
   """Runs one stage and writes its DONE file last; on failure writes ERROR and re-raises."""
   os.makedirs(stage.dir, exist_ok=True)
@@ -167,6 +174,8 @@ def run_stage(stage: Stage) -> dict:
   start = time.time()
   try:
     out = RUNNERS[stage.kind](stage.gin_files, absolute_paths(stage.bindings)) or {}
+  except _interruptions():
+    raise  # not a failure: the stage is unfinished and resumes on the next run
   except BaseException:
     with open(err_path, "w", encoding="utf-8") as f:
       f.write(traceback.format_exc())
@@ -221,7 +230,10 @@ def run_grid(grid: Grid, grid_dir: str, log: Callable[[str], None] = print) -> d
       try:
         summary = run_stage(s)
         entry = {"status": "done", "seconds": summary["seconds"]}
-      except KeyboardInterrupt:
+      except _interruptions():
+        status[s.key] = {"status": "interrupted"}
+        _write_json(os.path.join(grid_dir, STATUS_JSON), status)
+        log(f"[grid] {s.key}: interrupted; the same command resumes the grid")
         raise
       except Exception as e:  # pylint: disable=broad-except
         entry = {"status": "failed", "error": _relative(f"{type(e).__name__}: {e}")}
@@ -381,7 +393,8 @@ def _default_cache_dir() -> str:
 
 
 def main(argv: Sequence[str]) -> int:
-  """The command line (under experiments.runtime.cli): 0 all cells done, 1 a cell failed."""
+  """The command line (under experiments.runtime.cli): 0 all cells done, 1 a cell failed, 130 or
+  143 stopped by Ctrl-C or SIGTERM."""
   files, bindings, rest = gin_utils.parse_gin_flags(argv)
   parser = argparse.ArgumentParser(prog="python -m experiments.grid", description=__doc__,
                                    formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -406,7 +419,12 @@ def main(argv: Sequence[str]) -> int:
     return 1 if any("error" in r for r in rows) else 0
   enable_compilation_cache(_default_cache_dir() if args.compilation_cache_dir is None
                            else args.compilation_cache_dir)
-  outcome = run_grid(grid, grid_dir)
+  try:
+    outcome = run_grid(grid, grid_dir)
+  except _interruptions() as e:
+    print(f"[grid] stopped by {'Ctrl-C' if isinstance(e, KeyboardInterrupt) else e}; the same "
+          f"command resumes the grid.", file=sys.stderr)
+    return getattr(e, "exit_code", 130)
   print(report(grid, grid_dir, outcome))
   return 1 if outcome["failed"] else 0
 

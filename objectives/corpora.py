@@ -94,6 +94,10 @@ def _expand(patterns: Sequence[str], binding: str) -> list[str]:
     matched = sorted(glob.glob(os.path.expanduser(pattern)))
     if not matched:
       raise CorpusError(f"{binding}: {pattern!r} matches no file.")
+    if not any(os.path.isfile(m) for m in matched) and all(os.path.isdir(m) for m in matched):
+      raise CorpusError(
+          f"{binding}: {pattern!r} is a folder; give its files, e.g. "
+          f"'{os.path.join(pattern.rstrip('/'), '*.txt')}'.")
     files.extend(m for m in matched if os.path.isfile(m))
   return files
 
