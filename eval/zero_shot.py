@@ -355,7 +355,13 @@ def parse(gin_files: Sequence[str], gin_bindings: Sequence[str]) -> None:
 def run(gin_files: Sequence[str], gin_bindings: Sequence[str] = ()) -> dict:
   """Parses gin afresh (defaults, files, bindings) and evaluates; returns the results dict."""
   parse(gin_files, gin_bindings)
-  return evaluate_checkpoint()
+  try:
+    return evaluate_checkpoint()
+  except Exception as proxy:  # pylint: disable=broad-except
+    e = _without_gin_note(proxy)
+    if e is proxy:
+      raise
+    raise e from e.__cause__
 
 
 def _without_gin_note(e: Exception) -> Exception:
@@ -372,18 +378,12 @@ def main(argv: Sequence[str]) -> int:
   files, bindings, rest = gin_utils.parse_gin_flags(argv)
   if rest:
     raise gin_utils.GinConfigError(f"unexpected arguments {rest} (use --gin.KEY=VALUE).")
-  parse(files, bindings)
   try:
-    results = evaluate_checkpoint()
-  except Exception as proxy:  # pylint: disable=broad-except
-    e = _without_gin_note(proxy)
-    if isinstance(e, checkpoints.CheckpointError):  # missing, incomplete or another model's
-      raise EvalConfigError(f"CHECKPOINT_PATH: {e}") from e
-    if isinstance(e, templates_lib.TemplateError):
-      raise EvalConfigError(str(e)) from e
-    if e is proxy:
-      raise
-    raise e from e.__cause__
+    results = run(files, bindings)
+  except checkpoints.CheckpointError as e:  # missing, incomplete or another model's
+    raise EvalConfigError(f"CHECKPOINT_PATH: {e}") from e
+  except templates_lib.TemplateError as e:
+    raise EvalConfigError(str(e)) from e
   print(json.dumps({"suite": results["suite"], "aggregate": results["aggregate"],
                     "missing": sorted(results["missing"]),
                     "medians": {k: round(v["median"], 4) for k, v in results["tasks"].items()}},

@@ -16,6 +16,7 @@ import json
 import re
 import subprocess
 
+import gin
 import jax
 import numpy as np
 import pytest
@@ -33,6 +34,13 @@ _STEP = 7
 _HEADQA = [{"query": "Question: which organ pumps blood?", "choices": ["heart", "lung"], "gold": 0},
            {"query": "Question: which gas do we breathe out?", "choices": ["oxygen", "carbon"],
             "gold": 1}]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def unlocked_gin():
+  """Clears gin afterwards: a finalized config refuses modules that register configurables later."""
+  yield
+  gin.clear_config()
 
 
 @pytest.fixture(scope="module")
@@ -124,10 +132,12 @@ def test_nothing_scored_exits_2_and_keeps_the_scored_results(model_dir, tmp_path
   new = json.loads(beside[0].read_text())
   assert set(new["missing"]) == {"headqa", "logiqa"} and new["tasks"] == {}
   assert new["checkpoint"]["step"] == _STEP
-  # The Python entry (the grid's eval stage) raises, so the grid records a failed stage.
-  with pytest.raises(ConfigError, match="nothing scored"):
+  # The Python entry (the grid's eval stage) raises, so the grid records a failed stage, and its
+  # message is the evaluator's own (gin's call-site note removed).
+  with pytest.raises(ConfigError, match="nothing scored") as raised:
     zero_shot.run(_STACK, [f"CHECKPOINT_PATH = '{model_dir}'", "EVAL_SUITE = 'eai_eval:headqa'",
                            f"LOCAL_DATA_DIR = '{tmp_path}/empty'"])
+  assert "In call to configurable" not in str(raised.value)
 
 
 def test_results_record_checkpoint_harness_and_protocol(model_dir, tmp_path):
