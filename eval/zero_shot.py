@@ -60,7 +60,7 @@ _LISTED_MISSING = 8  # tasks listed with their reasons when nothing was scored
 
 
 class EvalConfigError(ConfigError):
-  """An evaluation that cannot run as configured (paths, templates, checkpoint) or scored nothing."""
+  """An evaluation that cannot run as configured (paths, templates, checkpoint) or scores none."""
 
 
 def check_dirs(output_dir: str | pathlib.Path | None,

@@ -201,6 +201,6 @@ def test_non_utf8_data_file_names_file_and_line(tmp_path):
 
 def test_a_narrowed_suite_without_tasks_lists_the_suites_tasks():
   for spec in ("embedded:", "embedded: ,"):
-    with pytest.raises(suites.UnknownSuiteError, match="embedded_word_order, embedded_same_speaker"):
+    with pytest.raises(suites.UnknownSuiteError, match="embedded_cloze, embedded_word_order"):
       suites.get_suite(spec)
   assert [t.name for t in suites.get_suite("embedded:cloze").tasks] == ["embedded_cloze"]
