@@ -27,3 +27,13 @@ def shared_data() -> pathlib.Path:
 @pytest.fixture(scope="session")
 def repo_root() -> pathlib.Path:
   return REPO_ROOT
+
+
+@pytest.fixture(autouse=True)
+def _unlocked_gin():
+  """A test that leaves gin finalized (locked) must not break a later test's first import of a
+  module that registers configurables: clear a locked config after each test."""
+  yield
+  import gin  # pylint: disable=g-import-not-at-top
+  if gin.config_is_locked():
+    gin.clear_config()

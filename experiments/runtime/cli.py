@@ -124,6 +124,11 @@ def configure_logging(is_verbose: bool) -> None:
       pass
 
 
+def _message(e: BaseException) -> str:
+  """The error's own message, without the call-site lines gin appends ("In call to ...")."""
+  return str(e).split("\n  In call to configurable")[0].strip()
+
+
 def run(main: Callable[[list[str]], int | None], doc: str | None = None,
         argv: Sequence[str] | None = None) -> NoReturn:
   """Calls main(argv without --verbose) and exits with the harness's exit codes."""
@@ -140,7 +145,7 @@ def run(main: Callable[[list[str]], int | None], doc: str | None = None,
   except ConfigError as e:
     if is_verbose:
       traceback.print_exc()
-    print(f"error: {e}", file=sys.stderr)
+    print(f"error: {_message(e)}", file=sys.stderr)
     sys.exit(2)
   except KeyboardInterrupt:
     print("interrupted (Ctrl-C)", file=sys.stderr)
@@ -148,7 +153,7 @@ def run(main: Callable[[list[str]], int | None], doc: str | None = None,
   except Exception as e:  # pylint: disable=broad-except
     if is_verbose:
       traceback.print_exc()
-    print(f"error: {type(e).__name__}: {e}" +
+    print(f"error: {type(e).__name__}: {_message(e)}" +
           ("" if is_verbose else f" (rerun with {VERBOSE_FLAG} for the traceback)"),
           file=sys.stderr)
     sys.exit(1)
