@@ -313,7 +313,11 @@ def evaluate_checkpoint(model: Any = gin.REQUIRED, vocabulary: Any = gin.REQUIRE
                         embedded_examples: int = embedded.DEFAULT_EXAMPLES,
                         tfds_data_dir: str | None = None, download: bool = False,
                         prompt_source: str = "builtin") -> dict:
-  """The gin-configured evaluation: checks suite, prompts and folders first, restores, evaluates."""
+  """The gin-configured evaluation: checks suite, prompts and folders first, restores, evaluates.
+
+  tfds_data_dir defaults to the command line's --tfds_data_dir (t5x's flag).
+  """
+  tfds_data_dir = tfds_data_dir or gin_utils.tfds_data_dir()
   # Everything cheap to check fails before the restore.
   templates = get_templates(prompt_source)
   check_templates(suites_lib.get_suite(suite), templates)

@@ -2,6 +2,7 @@
 
 import gin
 import pytest
+import seqio
 
 from experiments.runtime import gin_utils
 
@@ -54,6 +55,10 @@ def test_t5x_flags(tmp_path):
                                  "--gin_file=x.gin", "--other"])
   assert flags.gin_search_paths == ["a", "b"] and flags.tfds_data_dir == "/data/tfds"
   assert flags.gin_files == ["x.gin"] and flags.rest == ["--other"]
+  gin_utils.parse_gin_flags(["--tfds_data_dir=/data/tfds"])
+  assert gin_utils.tfds_data_dir() == "/data/tfds"  # the evaluator's default
+  gin_utils._tfds_data_dir.clear()  # pylint: disable=protected-access
+  seqio.set_tfds_data_dir_override(None)
   (tmp_path / "mine").mkdir()
   (tmp_path / "mine" / "layer.gin").write_text("X = 7\n_take.x = %X\n")
   try:

@@ -71,6 +71,7 @@ class Flags:
 
 _search_paths: list[str] = []
 _installed: list[str] = []  # folders this module added to gin's include search list
+_tfds_data_dir: list[str] = []
 
 
 def parse_flags(argv: Sequence[str]) -> Flags:
@@ -134,7 +135,13 @@ def apply_flags(flags: Flags) -> None:
   set_search_paths(flags.gin_search_paths)
   if flags.tfds_data_dir:
     import seqio  # pylint: disable=g-import-not-at-top
-    seqio.set_tfds_data_dir_override(flags.tfds_data_dir)
+    seqio.set_tfds_data_dir_override(flags.tfds_data_dir)  # the seqio tasks (c4)
+    _tfds_data_dir[:] = [flags.tfds_data_dir]  # the evaluator's TFDS loaders
+
+
+def tfds_data_dir() -> str | None:
+  """The --tfds_data_dir of this process's command line, if any."""
+  return _tfds_data_dir[0] if _tfds_data_dir else None
 
 
 def set_search_paths(paths: Sequence[str]) -> None:
