@@ -84,7 +84,7 @@ def corpus_name(task_name: str) -> str | None:
 
 
 def count_corpus_tokens(task_name: str, limit: int) -> int:
-  """Tokens of the task's 'train' documents as tokenized before the objective, counted to `limit`."""
+  """Tokens of the task's 'train' documents, tokenized as before the objective, up to `limit`."""
   task = get_task(task_name)
   ds = task.preprocess_precache(task.source.get_dataset(split="train", shuffle=False), seed=0)
   total = 0

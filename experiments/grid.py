@@ -7,8 +7,9 @@ Stages run in this process (gin cleared between them: one import of JAX/TF/seqio
 grid). A stage is finished when its DONE file exists and is skipped on the next run; an interrupted
 training stage resumes from its MODEL_DIR; a failing stage records ERROR, blocks the stages that
 need it and the grid goes on with the other cells. Ctrl-C or SIGTERM stops the grid: a training
-stage first saves its current step; the exit status is 130 or 143 and a rerun resumes. GRID_DIR/grid.json holds the fingerprint of the
-grid definition; a GRID_DIR holding another definition is refused.
+stage first saves its current step; the exit status is 130 or 143 and a rerun resumes.
+GRID_DIR/grid.json holds the fingerprint of the grid definition; a GRID_DIR holding another
+definition is refused.
 """
 
 from __future__ import annotations

@@ -9,7 +9,7 @@ import signal
 import sys
 import threading
 import time
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import gin
 import jax
@@ -56,18 +56,27 @@ class DataStallError(RuntimeError):
 _SIGNAL_NAMES = {signal.SIGTERM: "SIGTERM", signal.SIGINT: "Ctrl-C (SIGINT)"}
 
 
+class _Stop(BaseException):
+  """Raised by the signal handler on a second signal; a BaseException, so no library's
+  `except Exception` on the way swallows it. _Signals turns it into Preempted."""
+
+  def __init__(self, signum: int, message: str):
+    super().__init__(message)
+    self.signum = signum
+
+
 class _Signals:
   """SIGTERM (what schedulers send before evicting a job) and SIGINT (Ctrl-C) for one run.
 
-  Before the first step there is nothing to save: the handler raises Preempted at once, wherever
-  the main thread is (restoring, building the pipeline, waiting for the first batch). Once steps
-  run, it only sets `signum`; the loop finishes the step, saves it and raises Preempted. A second
-  signal stops at once (the last complete checkpoint stays).
+  The handler records the signal. Before the first step, `check()` at the end of each start-up
+  phase (and every half second while waiting for the first batch) stops the run with nothing
+  saved; once steps run, the loop finishes the step, saves it and raises Preempted. Raising from
+  the handler itself could leave JAX or TensorFlow mid-call and crash the exit; only a second
+  signal does that, to stop at once (the last complete checkpoint stays).
   """
 
   def __init__(self):
     self.signum: int | None = None
-    self.stepping = False
     self._previous: dict[int, Any] = {}
 
   def __enter__(self):
@@ -80,25 +89,29 @@ class _Signals:
 
   def _handle(self, signum, frame):
     del frame
-    name = _SIGNAL_NAMES[signum]
-    if not self.stepping:
-      raise Preempted(signum, f"{name} before the first step: stopped with nothing saved; the "
-                              f"same command starts again.")
     if self.signum is not None:
-      raise Preempted(signum, f"{name} again: stopped at once; the last complete checkpoint "
-                              f"stays and the same command resumes from it.")
+      raise _Stop(signum, f"{_SIGNAL_NAMES[signum]} again: stopped at once; the last complete "
+                          f"checkpoint stays and the same command resumes from it.")
     self.signum = signum
 
-  def __exit__(self, *exc):
+  def check(self) -> None:
+    """Before the first step: stops the run if a signal came (nothing is saved yet)."""
+    if self.signum is not None:
+      raise Preempted(self.signum, f"{_SIGNAL_NAMES[self.signum]} before the first step: stopped "
+                                   f"with nothing saved; the same command starts again.")
+
+  def __exit__(self, exc_type, exc, tb):
     for signum, previous in self._previous.items():
       signal.signal(signum, previous)
+    if isinstance(exc, _Stop):
+      raise Preempted(exc.signum, str(exc)) from None
     return False
 
 
 class _FirstBatch:
   """Draws the first batch in a thread (while the step compiles) and waits for it with a deadline.
 
-  The main thread waits in short slices, so SIGTERM and Ctrl-C are handled while the pipeline is
+  The main thread waits in short slices, so SIGTERM and Ctrl-C stop the run while the pipeline is
   stuck; a pipeline with no batch by the deadline is stopped with a message naming its source.
   """
 
@@ -117,8 +130,10 @@ class _FirstBatch:
     finally:
       self._done.set()
 
-  def get(self):
+  def get(self, check: Callable[[], None]):
+    """The batch; `check()` runs every half second of waiting (it may raise to stop)."""
     while not self._done.wait(timeout=0.5):
+      check()
       if time.monotonic() > self._deadline:
         raise DataStallError(
             f"The input pipeline of {self._source} gave no batch in {self._timeout:g} s, so the "
@@ -174,6 +189,7 @@ def train(
       raise run_config.ConfigError(str(e)) from e
     model_dir = run_config.check_model_dir(cfg.model_dir)
     description = run_config.describe_model(model)
+    signals.check()  # here and below: a signal before the first step stops at a safe point
     with run_config.ModelDirLock(model_dir):
       latest = ckpt_lib.latest_complete_step(ckpt_lib.checkpoints_dir(model_dir))
       if latest is not None:  # before any restore, pipeline or compilation
@@ -186,6 +202,7 @@ def train(
         state, position, resumed_step = _initial_state(
             builder, checkpointer, initial_checkpoint_path, random_seed, train_steps,
             description)
+        signals.check()
         start_step = int(jax.device_get(state.step))
         if start_step >= train_steps:
           logging.info("MODEL_DIR already holds step %d >= TRAIN_STEPS %d: nothing to train.",
@@ -200,24 +217,26 @@ def train(
             batch_size, seed=random_seed, model_dir=model_dir, position=position,
             state_step=resumed_step, use_cached=use_cached_tasks,
             save_iterator_state=save_data_state)
+        signals.check()
         corpus = data_lib.corpus_name(mixture_or_task_name)
         first_batch = _FirstBatch(batches, first_batch_timeout,
                                   f"task {mixture_or_task_name!r}"
                                   + (f" (corpus {corpus!r})" if corpus else ""))
         step_fn = builder.compile()
+        signals.check()
         accounting = run_config.flops_per_step(model, task_feature_lengths, batch_size)
         peak, peak_source = metrics_lib.peak_flops_per_device()
         _log_startup(model, builder, partitioner, accounting, peak_source, start_step,
                      train_steps, resumed_step is not None)
+        first = first_batch.get(signals.check)
         writer = metrics_lib.MetricsWriter(model_dir, start_step)
         meta_base = {"model": description, "task": mixture_or_task_name,
                      "task_feature_lengths": dict(task_feature_lengths),
                      "batch_size": batch_size}
         try:
-          last = _loop(step_fn, builder, state, batches, first_batch.get(), checkpointer,
-                       writer, meta_base, signals, start_step=start_step,
-                       train_steps=train_steps, checkpoint_period=checkpoint_period,
-                       log_period=log_period,
+          last = _loop(step_fn, builder, state, batches, first, checkpointer, writer, meta_base,
+                       signals, start_step=start_step, train_steps=train_steps,
+                       checkpoint_period=checkpoint_period, log_period=log_period,
                        tokens_per_step=run_config.tokens_per_step(input_shapes),
                        flops_per_step=accounting["flops_per_step"], peak_per_device=peak,
                        model_dir=model_dir)
@@ -282,7 +301,6 @@ def _loop(step_fn, builder, state, batches, first_batch, checkpointer, writer, m
           + (f"the last good checkpoint is step {good} in {checkpointer.directory}." if good
              is not None else f"no checkpoint was saved yet in {checkpointer.directory}."))
 
-  signals.stepping = True
   for step in range(start_step + 1, train_steps + 1):
     local = first_batch if step == start_step + 1 else next(batches)
     batch = trainer_lib.global_batch(local, builder.batch_shardings)
@@ -389,6 +407,16 @@ def import_configurables() -> None:
   data_lib.import_task_modules()
 
 
+def _as_raised(e: Exception) -> Exception:
+  """The exception as train() raised it: gin re-raises a configurable's exception as a proxy of
+  its type whose message appends the call site (a second line); the original is its context."""
+  original = e.__context__
+  if (isinstance(original, Exception) and type(e) is not type(original)
+      and isinstance(e, type(original)) and str(e).startswith(str(original))):
+    return original
+  return e
+
+
 def main(argv: Sequence[str]) -> int:
   """`python -m experiments.train` (under experiments.runtime.cli): 0 done, 1 non-finite, 143
   SIGTERM, 130 Ctrl-C; configuration errors (exit 2) propagate to cli."""
@@ -400,16 +428,18 @@ def main(argv: Sequence[str]) -> int:
   parse_and_check(files, bindings)
   try:
     summary = train()
-  except NonFiniteError as e:
-    logging.error("%s", e)
-    print(f"error: {e}", file=sys.stderr)
-    return 1
-  except Preempted as e:
-    logging.warning("%s", e)
-    return e.exit_code
-  except errors.ConfigError:
-    raise
-  except ValueError as e:  # raised by configurables (model, task) while gin builds them
-    raise run_config.ConfigError(str(e)) from e
+  except Exception as raised:  # pylint: disable=broad-except
+    e = _as_raised(raised)
+    if isinstance(e, NonFiniteError):
+      logging.error("%s", e)
+      print(f"error: {e}", file=sys.stderr)
+      return 1
+    if isinstance(e, Preempted):
+      logging.warning("%s", e)
+      return e.exit_code
+    if isinstance(e, ValueError) and not isinstance(e, errors.ConfigError):
+      # raised by configurables (model, task) while gin builds them
+      raise run_config.ConfigError(str(e)) from e
+    raise e from e.__cause__
   logging.info("Done: %s", summary)
   return 0

@@ -19,6 +19,8 @@ import tensorflow as tf
 
 from experiments import data as data_lib
 from experiments import grid
+from experiments import grid_plan
+from experiments import grid_spec
 from experiments import loop
 from experiments import metrics as metrics_lib
 from experiments import run_config
@@ -164,15 +166,20 @@ def test_resuming_with_another_task_lengths_or_batch_is_refused(ref, tmp_path, m
 # ---------------------------------------------------------------------- data: too small, stalled
 
 
-def test_a_corpus_smaller_than_one_batch_fails_before_compilation(tmp_path, monkeypatch):
+def test_a_corpus_smaller_than_one_batch_fails_before_compilation(tmp_path, monkeypatch, capsys):
   _no_compile_and_no_pipeline(monkeypatch)
   (tmp_path / "nul.txt").write_bytes(b"\0" * 50_000)
   texts = [f"objectives.corpora.text_files.{s}_files = ['{tmp_path}/nul.txt']"
            for s in ("train", "validation")]
+  stack = _stack(tmp_path / "run", 4, "CORPUS = 'text'", *texts)
   with pytest.raises(data_lib.CorpusTooSmallError,
                      match=r"Corpus 'text' \(task 'text_full_lm'\) yields \d token\(s\) .*one "
                            r"batch needs 128"):
-    train.run(*_stack(tmp_path / "run", 4, "CORPUS = 'text'", *texts))
+    train.run(*stack)
+  # The command line: one line (without gin's call-site note), exit status 2.
+  assert testing.cli_exit_code(train.main, testing.as_flags(*stack)) == 2
+  err = capsys.readouterr().err.strip()
+  assert err.startswith("error: Corpus 'text'") and len(err.splitlines()) == 1, err
   # A folder instead of files: said so, with the glob to use.
   texts = [f"objectives.corpora.text_files.{s}_files = ['{tmp_path}']"
            for s in ("train", "validation")]
@@ -245,7 +252,7 @@ experiments.grid_spec.grid_definition.suites = ['embedded']
 experiments.grid_spec.grid_definition.cells = [
     {{'name': 'A', 'arch': 'causal_decoder', 'objective': 'full_lm'}},
     {{'name': 'B', 'arch': 'causal_decoder', 'objective': 'full_lm',
-      'bindings': ['RANDOM_SEED = 1']}}]
+      'bindings': ['experiments.train.train.log_period = 1']}}]
 """)
   ran = []
 
@@ -254,6 +261,8 @@ experiments.grid_spec.grid_definition.cells = [
     raise loop.Preempted(signal.SIGINT, "Ctrl-C (SIGINT): saved step 3")
 
   monkeypatch.setitem(grid.RUNNERS, "train", interrupted_train)
+  g, _ = grid_spec.load([str(gin_file)])
+  assert not grid.preflight(grid_plan.plan(g, str(tmp_path / "out")))  # both cells are valid
   assert grid.main([f"--gin_file={gin_file}", "--compilation_cache_dir="]) == 130
   assert len(ran) == 1  # the grid stopped instead of going on with cell B
   status = json.loads((tmp_path / "out" / grid.STATUS_JSON).read_text())
