@@ -102,6 +102,20 @@ def test_damaged_checkpoints_are_set_aside_and_the_run_resumes_bitwise(ref, tmp_
     checkpoints.resolve_step_dir(aside / "8")
 
 
+def test_when_no_step_can_be_read_the_run_stops_and_moves_nothing(ref, tmp_path, monkeypatch):
+  _no_compile_and_no_pipeline(monkeypatch)
+  shutil.copytree(ref, tmp_path / "run")
+  for step_dir in (tmp_path / "run" / "checkpoints").iterdir():
+    for data in (step_dir / "params").rglob("d/*"):
+      data.write_bytes(b"")
+  with pytest.raises(checkpoints.CheckpointError,
+                     match=r"No checkpoint in .* can be read; nothing was moved or deleted: "
+                           r"step 8: params/.* cannot be read.*step 2: params/"):
+    train.run(*_stack(tmp_path / "run", 8))
+  assert checkpoints.Checkpointer(tmp_path / "run").all_steps() == [2, 4, 6, 8]
+  assert not (tmp_path / "run" / checkpoints.DAMAGED_SUBDIR).exists()
+
+
 # ------------------------------------------------------------------- MODEL_DIR ownership, resume
 
 

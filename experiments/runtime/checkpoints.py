@@ -118,6 +118,8 @@ def resolve_step_dir(checkpoint_path: str | pathlib.Path) -> pathlib.Path:
 def damage(error: BaseException, step_dir: pathlib.Path) -> str:
   """One line saying what in `step_dir` cannot be read: the item and array when the error (or
   its cause, where tensorstore puts them) names them, with the innermost message."""
+  if isinstance(error, DamagedCheckpointError):
+    return str(error)
   chain = [error]
   while len(chain) < 8 and (chain[-1].__cause__ or chain[-1].__context__) is not None:
     chain.append(chain[-1].__cause__ or chain[-1].__context__)
@@ -164,16 +166,36 @@ def tree_differences(saved: Any, requested: Any, limit: int = 8) -> list[str]:
   return diffs
 
 
+class DamagedCheckpointError(RuntimeError):
+  """Part of a step cannot be read (not a mismatch with the model); resume tries an older step."""
+
+
 def _saved_tree(item_dir: pathlib.Path) -> Any:
+  """Names, shapes and dtypes of an item's arrays, each of those its _METADATA declares.
+
+  Orbax reads each array's metadata from the array store and leaves out, with only a log line,
+  arrays whose metadata cannot be read; those would look like a different model.
+  """
   absl_logger = logging.getLogger("absl")
   level = absl_logger.level
   absl_logger.setLevel(logging.ERROR)  # orbax warns that per-item step metadata is absent
   try:
-    md = ocp.StandardCheckpointer().metadata(item_dir)
+    with _quiet_failed_reads():
+      md = ocp.StandardCheckpointer().metadata(item_dir)
   finally:
     absl_logger.setLevel(level)
   md = getattr(md, "item_metadata", md)
-  return getattr(md, "tree", md)
+  tree = getattr(md, "tree", md)
+  declared = json.loads((item_dir / "_METADATA").read_text()).get("tree_metadata", {})
+  found = {_path_str(p) for p, _ in jax.tree_util.tree_leaves_with_path(tree)}
+  lost = sorted(name for name, value_type in (
+      ("/".join(str(k["key"]) for k in v["key_metadata"]), v["value_metadata"]["value_type"])
+      for v in declared.values()) if value_type != "None" and name not in found)
+  if lost:
+    raise DamagedCheckpointError(
+        f"{item_dir.name}/: the metadata of {len(lost)} array(s) cannot be read, e.g. "
+        f"{', '.join(lost[:3])}")
+  return tree
 
 
 def check_compatible(step_dir: pathlib.Path, abstract_params: Any,
@@ -268,10 +290,11 @@ class Checkpointer:
                      description: str | None = None):
     """(step, params, train_state, meta) of the newest step that restores, or None if none.
 
-    Steps that are incomplete, or whose files cannot be read, are moved to DAMAGED_SUBDIR with one
-    log line each, once an older step has restored (or when no step was readable at all, only
-    the incomplete ones, and the run starts afresh). A model that does not fit raises
-    CheckpointError at once: that is the configuration's fault, not the checkpoint's.
+    Newer steps that are incomplete or cannot be read are moved to DAMAGED_SUBDIR, one log line
+    each, once an older step has restored. With no step left: incomplete ones are moved and the
+    run starts afresh, but if some step was complete and unreadable, CheckpointError names each
+    and nothing moves. A model that does not fit raises CheckpointError at once: that is the
+    configuration's fault, not the checkpoint's.
     """
     unusable, unreadable = [], []
     for step, step_dir in reversed(_step_dirs(self.directory)):
@@ -280,7 +303,7 @@ class Checkpointer:
         unusable.append((step, problem))
         continue
       try:
-        with _quiet_unraisable():
+        with _quiet_failed_reads():
           restored = self._restore(step, step_dir, abstract_params, abstract_train_state,
                                    description)
       except CheckpointError:
@@ -339,16 +362,42 @@ class Checkpointer:
 
 
 @contextlib.contextmanager
-def _quiet_unraisable():
-  """Silences the 'Exception ignored in <coroutine>' tracebacks of a failed orbax restore (its
-  other reads fail too and are never awaited); the failure itself is reported in one line."""
+def _quiet_failed_reads():
+  """Silences what a failed orbax read leaves behind; the failure is reported in one line.
+
+  Its other reads fail too and are never awaited ('Exception ignored' and 'Task exception was
+  never retrieved' tracebacks), and tensorstore still completes them afterwards on its own threads
+  into orbax's closed event loop ('Event loop is closed'): from the first failure on, that one
+  error is dropped for the rest of the process.
+  """
   previous = sys.unraisablehook
   sys.unraisablehook = lambda unraisable: None
+  asyncio_logger = logging.getLogger("asyncio")
+  level = asyncio_logger.level
+  asyncio_logger.setLevel(logging.CRITICAL)
+  failed = False
   try:
     yield
+  except Exception:
+    failed = True
+    raise
   finally:
     gc.collect()  # while silenced: the abandoned reads are collected here
-    sys.unraisablehook = previous
+    sys.unraisablehook = _without_closed_loop_errors(previous) if failed else previous
+    asyncio_logger.setLevel(level)
+
+
+def _without_closed_loop_errors(hook):
+  if getattr(hook, "drops_closed_loop_errors", False):
+    return hook
+
+  def filtered(unraisable):
+    if not (unraisable.exc_type is RuntimeError
+            and str(unraisable.exc_value) == "Event loop is closed"):
+      hook(unraisable)
+
+  filtered.drops_closed_loop_errors = True
+  return filtered
 
 
 def describe_tree(tree: Any) -> dict[str, Any]:
