@@ -91,7 +91,7 @@ def _write_json(path: str, obj: Any) -> None:
 
 def _train(gin_files: Sequence[str], bindings: Sequence[str]) -> dict:
   from experiments import train  # pylint: disable=g-import-not-at-top
-  return train.run(list(gin_files), list(bindings))
+  return train.run(list(gin_files), list(bindings), log_config=False)
 
 
 def _evaluate(gin_files: Sequence[str], bindings: Sequence[str]) -> dict:

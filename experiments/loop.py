@@ -165,6 +165,7 @@ def train(
     pack: bool = True,
     save_data_state: bool = True,
     first_batch_timeout: float = 300.0,
+    log_config: bool = True,
 ) -> dict:
   """Trains until the absolute step `train_steps`; returns {'model_dir', 'final_step', 'metrics'}.
 
@@ -227,7 +228,7 @@ def train(
         accounting = run_config.flops_per_step(model, task_feature_lengths, batch_size)
         peak, peak_source = metrics_lib.peak_flops_per_device()
         _log_startup(model, builder, partitioner, accounting, peak_source, start_step,
-                     train_steps, resumed_step is not None)
+                     train_steps, resumed_step is not None, log_config, model_dir)
         first = first_batch.get(signals.check)
         writer = metrics_lib.MetricsWriter(model_dir, start_step)
         meta_base = {"model": description, "task": mixture_or_task_name,
@@ -369,9 +370,12 @@ def _progress_bar(start, total):
 
 
 def _log_startup(model, builder, partitioner, accounting, peak_source, start_step, train_steps,
-                 resumed):
+                 resumed, log_config, model_dir):
   counts = ckpt_lib.describe_tree(builder.abstract_params)
-  logging.info("Resolved gin config:\n%s", gin.config_str())
+  if log_config:
+    logging.info("Resolved gin config:\n%s", gin.config_str())
+  else:  # e.g. each stage of a grid: the file holds it
+    logging.info("Resolved gin config: %s/config.gin (written after the first step).", model_dir)
   logging.info("Model: %s; %s parameters in %d arrays.", run_config.describe_model(model),
                f"{counts['params']:,}", counts["arrays"])
   logging.info("FLOPs per step: %.4g (weights %.4g, attention %.4g; convention: %s).",
@@ -384,12 +388,16 @@ def _log_startup(model, builder, partitioner, accounting, peak_source, start_ste
                start_step, train_steps)
 
 
-def run(gin_files: Sequence[str], gin_bindings: Sequence[str] = ()) -> dict:
-  """Parses gin afresh and trains in-process (the grid's entry point); returns train()'s summary."""
+def run(gin_files: Sequence[str], gin_bindings: Sequence[str] = (),
+        log_config: bool = True) -> dict:
+  """Parses gin afresh and trains in-process (the grid's entry point); returns train()'s summary.
+
+  log_config=False logs where the resolved config is written instead of the whole config.
+  """
   distributed.maybe_initialize()
   import_configurables()
   parse_and_check(gin_files, gin_bindings)
-  return train()
+  return train(log_config=log_config)
 
 
 def parse_and_check(gin_files: Sequence[str], gin_bindings: Sequence[str]) -> None:
@@ -422,7 +430,7 @@ def main(argv: Sequence[str]) -> int:
   SIGTERM, 130 Ctrl-C; configuration errors (exit 2) propagate to cli."""
   files, bindings, rest = gin_utils.parse_gin_flags(argv)
   if rest:
-    raise run_config.ConfigError(f"unexpected arguments {rest}; expected {gin_utils.USAGE}")
+    raise run_config.ConfigError(gin_utils.unknown_flag_message(rest))
   distributed.maybe_initialize()
   import_configurables()  # gin files name these configurables: register them before parsing
   parse_and_check(files, bindings)
