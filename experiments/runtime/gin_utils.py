@@ -321,7 +321,10 @@ def _parse_bindings(bindings: Sequence[str], what: str) -> None:
     try:
       gin.parse_config(binding)
     except Exception as e:
-      raise GinConfigError(f"{what} `{binding}`: {_describe(e)}{_quote_hint(binding)}") from e
+      hint = _quote_hint(binding)
+      if hint:  # gin's own text here is a Python AST dump: the hint says it all
+        raise GinConfigError(f"{what} `{binding}`: the value is not a gin literal{hint}") from e
+      raise GinConfigError(f"{what} `{binding}`: {_describe(e)}") from e
 
 
 def _is_required(key: str) -> bool:
