@@ -50,6 +50,7 @@ from eval import suites as suites_lib
 from eval import templates as templates_lib
 from eval.loaders import embedded
 from experiments.runtime import checkpoints
+from experiments.runtime import errors
 from experiments.runtime import gin_utils
 from experiments.runtime.errors import ConfigError
 
@@ -362,19 +363,10 @@ def run(gin_files: Sequence[str], gin_bindings: Sequence[str] = ()) -> dict:
   try:
     return evaluate_checkpoint()
   except Exception as proxy:  # pylint: disable=broad-except
-    e = _without_gin_note(proxy)
+    e = errors.as_raised(proxy)
     if e is proxy:
       raise
     raise e from e.__cause__
-
-
-def _without_gin_note(e: Exception) -> Exception:
-  """The exception a configurable raised: gin re-raises a proxy that appends the call site."""
-  inner = e.__context__
-  if (isinstance(inner, Exception) and type(e) is not type(inner) and isinstance(e, type(inner))
-      and str(e).startswith(str(inner))):
-    return inner
-  return e
 
 
 def main(argv: Sequence[str]) -> int:

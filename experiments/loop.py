@@ -415,16 +415,6 @@ def import_configurables() -> None:
   data_lib.import_task_modules()
 
 
-def _as_raised(e: Exception) -> Exception:
-  """The exception as train() raised it: gin re-raises a configurable's exception as a proxy of
-  its type whose message appends the call site (a second line); the original is its context."""
-  original = e.__context__
-  if (isinstance(original, Exception) and type(e) is not type(original)
-      and isinstance(e, type(original)) and str(e).startswith(str(original))):
-    return original
-  return e
-
-
 def main(argv: Sequence[str]) -> int:
   """`python -m experiments.train` (under experiments.runtime.cli): 0 done, 1 non-finite, 143
   SIGTERM, 130 Ctrl-C; configuration errors (exit 2) propagate to cli."""
@@ -437,7 +427,7 @@ def main(argv: Sequence[str]) -> int:
   try:
     summary = train()
   except Exception as raised:  # pylint: disable=broad-except
-    e = _as_raised(raised)
+    e = errors.as_raised(raised)
     if isinstance(e, NonFiniteError):
       logging.error("%s", e)
       print(f"error: {e}", file=sys.stderr)

@@ -4,3 +4,13 @@ one `error:` line and exits 2 (a failed run exits 1)."""
 
 class ConfigError(ValueError):
   """Bad input found before any expensive work: names the setting, file or line, and what fits."""
+
+
+def as_raised(e: BaseException) -> BaseException:
+  """The exception a gin configurable raised: gin re-raises a proxy of the same type whose message
+  appends the call site ("In call to configurable ..."); the original is its context."""
+  original = e.__context__
+  if (isinstance(original, Exception) and type(e) is not type(original)
+      and isinstance(e, type(original)) and str(e).startswith(str(original))):
+    return original
+  return e
