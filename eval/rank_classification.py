@@ -12,6 +12,8 @@ The batches are built here with exactly the features seqio's converters give the
   prompt's segment), and the `encoder_row` feature names the encoder row each decoder row reads.
 
 Each distinct padded shape (a length bucket) is compiled once; rows are padded to a fixed count.
+Every batch holds at most `batch_tokens` decoder positions (and as many encoder positions), whatever
+the prompt/option structure: a prompt's options spill over several batches, each with its encoding.
 Prompts too long for `max_length` lose their beginning (the question usually sits at the end).
 """
 
@@ -211,9 +213,14 @@ class ModelScorer:
                           for p in row) for row in enc_rows])
       dec_len = max(8, _next_pow2(max(longest, int(fill)))) if pack else max(
           16, _next_pow2(longest))
-      groups = [self._decoder_rows_of(enc_row, by_prompt, dec_len) for enc_row in enc_rows]
       enc_per_batch = self._rows_per_batch(enc_len)
-      dec_per_batch = max(max(len(g) for g in groups), self._rows_per_batch(dec_len))
+      dec_per_batch = self._rows_per_batch(dec_len)
+      # An encoder row whose options need more decoder rows than a batch holds (BLiMP: one empty
+      # prompt, thousands of options) is split: each piece repeats the encoder row in its batch,
+      # so both sides of every batch stay within batch_tokens whatever the prompt/option shape.
+      groups = [(e, piece) for e, enc_row in enumerate(enc_rows)
+                for piece in _split(self._decoder_rows_of(enc_row, by_prompt, dec_len),
+                                    dec_per_batch)]
       for batch_groups in _chunk_groups(groups, enc_per_batch, dec_per_batch):
         feats = {**_zeros(enc_per_batch, enc_len, _encoder_keys(pack)),
                  **_zeros(dec_per_batch, dec_len, _decoder_keys(pack, causal=False))}
@@ -310,14 +317,19 @@ def _pack_by_bucket(items: Sequence[_Item], config: ScoringConfig,
   return out
 
 
-def _chunk_groups(groups: list[list], max_enc: int, max_dec: int) -> Iterable[list]:
-  """Splits encoder rows (each with its decoder rows) into batches within both row budgets."""
+def _split(rows: list, size: int) -> list[list]:
+  return [rows[i:i + size] for i in range(0, len(rows), size)]
+
+
+def _chunk_groups(groups: list[tuple[int, list]], max_enc: int,
+                  max_dec: int) -> Iterable[list[tuple[int, list]]]:
+  """Splits (encoder row, its decoder rows) groups into batches within both row budgets."""
   batch, n_dec = [], 0
-  for i, g in enumerate(groups):
+  for e, g in groups:
     if batch and (len(batch) == max_enc or n_dec + len(g) > max_dec):
       yield batch
       batch, n_dec = [], 0
-    batch.append((i, g))
+    batch.append((e, g))
     n_dec += len(g)
   if batch:
     yield batch

@@ -171,3 +171,36 @@ def test_greedy_match_agrees_with_argmax(model_and_params):
   got = scorer.greedy_match(pairs)
   np.testing.assert_array_equal(got, want)
   assert got[len(_PAIRS):len(_PAIRS) + len(hits)].all()  # the model's own continuations match
+
+
+def test_ed_batches_stay_within_batch_tokens_for_a_blimp_shaped_suite():
+  """One empty prompt with thousands of long options (BLiMP) no longer lands in one huge batch."""
+  model = models.get_model("encoder_decoder", _CFG)
+  params = _init(model, 3)
+  vocab = ByteVocab()
+  cfg = rc.ScoringConfig(row_length=64, batch_tokens=1024)
+  scorer = rc.ModelScorer(model, params, vocab, cfg)
+  rng = np.random.default_rng(0)
+  words = ["the", "a", "cat", "dogs", "sleeps", "ran", "who", "very", "quickly", "never"]
+  options = [" ".join(rng.choice(words, size=rng.integers(6, 14))) + "." for _ in range(3000)]
+  pairs = [("", o, False, True) for o in dict.fromkeys(options)]
+  items = scorer._items(pairs)  # pylint: disable=protected-access
+  batches = list(scorer._ed_batches(items))  # pylint: disable=protected-access
+  assert len(batches) > 1
+  for feats, _ in batches:  # the memory bound: positions per side, hence logits per batch
+    assert feats["decoder_target_tokens"].size <= cfg.batch_tokens
+    assert feats["encoder_input_tokens"].size <= cfg.batch_tokens
+  assert sorted(i for _, spans in batches for i, *_ in spans) == list(range(len(pairs)))
+  # Peak memory of the compiled scoring step, stated: a few logits-sized buffers of one batch
+  # (batch_tokens x V float32), far from the 13,400-row batch that exhausted memory before.
+  feats = batches[0][0]
+  compiled = jax.jit(model.token_log_probs).lower(params, feats).compile()
+  analysis = compiled.memory_analysis()
+  if analysis is not None:
+    logits_bytes = cfg.batch_tokens * _CFG.vocab_size * 4
+    assert analysis.temp_size_in_bytes <= 8 * logits_bytes
+  # The spilled options still score as one forward pass each (a sample, through the public API).
+  sample = pairs[::150]
+  reference = jax.jit(model.score_batch)(params, _seqio_batch(model, sample, vocab, length=128))
+  np.testing.assert_allclose(scorer.score(pairs)[::150], np.asarray(reference), rtol=1e-5,
+                             atol=1e-4)
