@@ -13,6 +13,7 @@ from arch import registry
 from eval import continuation
 from eval import rank_classification as rc
 from eval import zero_shot
+from experiments import testing
 from experiments.runtime import checkpoints
 from experiments.runtime.errors import ConfigError
 
@@ -181,3 +182,13 @@ def test_too_little_text_fails_before_the_restore(model_dir, tmp_path, monkeypat
     zero_shot.run(_STACK, [f"CHECKPOINT_PATH = '{model_dir}'", "EVAL_SUITE = 'embedded'",
                            "CONTINUATION_LOSS = True",
                            "eval.continuation.ContinuationConfig.windows = 100000"])
+
+
+def test_bad_length_on_the_command_line_is_one_error_line_and_exit_2(model_dir, capsys):
+  argv = [*(f"--gin_file={f}" for f in _STACK), f"--gin.CHECKPOINT_PATH='{model_dir}'",
+          "--gin.EVAL_SUITE='embedded'", "--gin.CONTINUATION_LOSS=True",
+          "--gin.eval.continuation.ContinuationConfig.prefix_length=0"]
+  assert testing.cli_exit_code(zero_shot.main, argv) == 2
+  err = capsys.readouterr().err
+  assert "error: eval.continuation.ContinuationConfig.prefix_length = 0: expected an integer" in err
+  assert "Traceback" not in err and "In call to configurable" not in err
