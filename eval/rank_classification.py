@@ -32,6 +32,8 @@ _PACK_WINDOW = 16
 # (prompt, option, EOS after the prompt, EOS after the option). Encoder-decoder prompts that would
 # be empty always get the EOS: an encoder row with no token has nothing to attend to.
 Pair = tuple[str, str, bool, bool]
+# (prefix ids, continuation ids): scored exactly as given (eval/continuation.py).
+TokenPair = tuple[Sequence[int], Sequence[int]]
 
 
 class Scorer(Protocol):
@@ -121,10 +123,33 @@ class ModelScorer:
                      lambda argmax_L, target_L: bool(np.all(argmax_L == target_L))
                      ).astype(bool)
 
-  def _run(self, pairs: Sequence[Pair], fn: Callable, reduce: Callable) -> np.ndarray:
+  def score_token_pairs(self, pairs: Sequence[TokenPair]) -> tuple[np.ndarray, np.ndarray]:
+    """(summed log p(continuation | prefix), continuation length) per pair of token-id lists.
+
+    The ids are scored as given, through the same batches as `score`: no EOS is added and nothing
+    is cut; a pair that does not fit max_length / max_target_length raises ValueError.
+    """
+    keyed = [(tuple(int(t) for t in p), tuple(int(t) for t in c)) for p, c in pairs]
+    cfg = self.config
+    for i, (p, c) in enumerate(keyed):
+      fits = (len(p) <= cfg.max_length and len(c) <= cfg.max_target_length
+              if self.is_encoder_decoder else len(p) + len(c) <= cfg.max_length)
+      if not c or (self.is_encoder_decoder and not p) or not fits:
+        raise ValueError(
+            f"token pair {i}: prefix {len(p)} + continuation {len(c)} tokens cannot be scored "
+            f"as given (ScoringConfig.max_length = {cfg.max_length}, max_target_length = "
+            f"{cfg.max_target_length}; an encoder-decoder prefix must not be empty).")
+    sums = self._run(keyed, self._token_log_probs,
+                     lambda logp_L, target_L: logp_L.astype(np.float64).sum(),
+                     items_fn=lambda unique: [_Item(i, list(p), list(c))
+                                              for i, (p, c) in enumerate(unique)])
+    return sums, np.array([len(c) for _, c in keyed], np.int64)
+
+  def _run(self, pairs: Sequence, fn: Callable, reduce: Callable,
+           items_fn: Callable[[list], list[_Item]] | None = None) -> np.ndarray:
     unique = list(dict.fromkeys(pairs))
     where = {p: i for i, p in enumerate(unique)}
-    items = self._items(unique)
+    items = (items_fn or self._items)(unique)
     out = np.zeros(len(unique), np.float64)
     build = self._ed_batches if self.is_encoder_decoder else self._decoder_batches
     batches = list(build(items))

@@ -9,7 +9,8 @@ writes EVAL_OUTPUT_DIR/results.json: {"suite", "tasks": {task: {"prompts": {name
 "acc_norm", "n", "random_baseline"}}, "median", "spread": {"min", "max"}, "n", "random_baseline"}},
 "missing": {task: reason}, "aggregate": {"mean_of_medians", "normalized_mean", "n_tasks"}} plus
 "protocol" (how options were scored), "checkpoint" ({"path", "step_dir", "step"}) and "harness"
-(the git commit, else the package version). Python: `evaluate(model, params, vocabulary, suite,
+(the git commit, else the package version); with CONTINUATION_LOSS = True also "continuation_loss"
+(held-out nats per token, eval/continuation.py). Python: `evaluate(model, params, vocabulary, suite,
 ...)` and `run(gin_files, gin_bindings)`.
 
 EVAL_OUTPUT_DIR (a writable folder, created if absent) and LOCAL_DATA_DIR (an existing folder) are
@@ -44,6 +45,7 @@ import gin
 import jax
 
 from eval import aggregation
+from eval import continuation as continuation_lib
 from eval import loaders
 from eval import rank_classification as rc
 from eval import suites as suites_lib
@@ -167,10 +169,12 @@ def evaluate(model: Any, params: Any, vocabulary: Any, suite: str | suites_lib.S
              max_examples: int | None = None,
              embedded_examples: int = embedded.DEFAULT_EXAMPLES,
              tfds_data_dir: str | None = None, download: bool = False,
-             checkpoint: Mapping[str, Any] | None = None) -> dict:
+             checkpoint: Mapping[str, Any] | None = None,
+             continuation: continuation_lib.Windows | None = None) -> dict:
   """Scores `suite` and returns (and writes to output_dir/results.json) the results dict.
 
-  `checkpoint` ({"path", "step_dir", "step"}) is recorded as given. Raises EvalConfigError when no
+  `checkpoint` ({"path", "step_dir", "step"}) is recorded as given. `continuation` (held-out
+  windows, eval/continuation.py) adds the "continuation_loss" block. Raises EvalConfigError when no
   task could be scored (after writing the results, see write_results).
   """
   suite = suites_lib.get_suite(suite) if isinstance(suite, str) else suite
@@ -242,6 +246,8 @@ def evaluate(model: Any, params: Any, vocabulary: Any, suite: str | suites_lib.S
       "checkpoint": dict(checkpoint) if checkpoint is not None else None,
       "harness": harness_version(),
   }
+  if continuation is not None:
+    results["continuation_loss"] = continuation_lib.continuation_loss(scorer, continuation)
   written = write_results(results, output_dir) if output_dir is not None else None
   if not tasks:
     raise EvalConfigError(_nothing_scored(suite, missing, local_data_dir, tfds_data_dir, written))
@@ -313,7 +319,10 @@ def evaluate_checkpoint(model: Any = gin.REQUIRED, vocabulary: Any = gin.REQUIRE
                         max_examples: int | None = None,
                         embedded_examples: int = embedded.DEFAULT_EXAMPLES,
                         tfds_data_dir: str | None = None, download: bool = False,
-                        prompt_source: str = "builtin") -> dict:
+                        prompt_source: str = "builtin", continuation_loss: bool = False,
+                        corpus: str | None = None,
+                        continuation_config: continuation_lib.ContinuationConfig | None = None
+                        ) -> dict:
   """The gin-configured evaluation: checks suite, prompts and folders first, restores, evaluates.
 
   tfds_data_dir defaults to the command line's --tfds_data_dir (t5x's flag).
@@ -323,6 +332,9 @@ def evaluate_checkpoint(model: Any = gin.REQUIRED, vocabulary: Any = gin.REQUIRE
   templates = get_templates(prompt_source)
   check_templates(suites_lib.get_suite(suite), templates)
   check_dirs(output_dir, local_data_dir)
+  windows = continuation_lib.run_windows(
+      corpus, vocabulary, continuation_config, scoring_config or rc.ScoringConfig()
+  ) if continuation_loss else None
   step_dir = checkpoints.resolve_step_dir(checkpoint_path)
   params = restore_for_eval(model, step_dir)
   return evaluate(model, params, vocabulary, suite, output_dir, local_data_dir,
@@ -330,7 +342,8 @@ def evaluate_checkpoint(model: Any = gin.REQUIRED, vocabulary: Any = gin.REQUIRE
                   embedded_examples=embedded_examples, tfds_data_dir=tfds_data_dir,
                   download=download, checkpoint={"path": str(checkpoint_path),
                                                  "step_dir": str(step_dir),
-                                                 "step": int(step_dir.name)})
+                                                 "step": int(step_dir.name)},
+                  continuation=windows)
 
 
 gin.external_configurable(rc.ScoringConfig, module="eval.rank_classification")
@@ -341,6 +354,8 @@ _DEFAULT_BINDINGS = (
     "EVAL_SUITE = %gin.REQUIRED",
     "EVAL_OUTPUT_DIR = None",
     "LOCAL_DATA_DIR = None",
+    "CONTINUATION_LOSS = False",
+    "CORPUS = None",
     "DROPOUT_RATE = 0.0",
     "TINY_FEATURE_LENGTHS = None",
     "eval.zero_shot.evaluate_checkpoint.model = %MODEL",
@@ -349,6 +364,8 @@ _DEFAULT_BINDINGS = (
     "eval.zero_shot.evaluate_checkpoint.suite = %EVAL_SUITE",
     "eval.zero_shot.evaluate_checkpoint.output_dir = %EVAL_OUTPUT_DIR",
     "eval.zero_shot.evaluate_checkpoint.local_data_dir = %LOCAL_DATA_DIR",
+    "eval.zero_shot.evaluate_checkpoint.continuation_loss = %CONTINUATION_LOSS",
+    "eval.zero_shot.evaluate_checkpoint.corpus = %CORPUS",
 )
 
 
@@ -382,7 +399,9 @@ def main(argv: Sequence[str]) -> int:
     raise EvalConfigError(str(e)) from e
   print(json.dumps({"suite": results["suite"], "aggregate": results["aggregate"],
                     "missing": sorted(results["missing"]),
-                    "medians": {k: round(v["median"], 4) for k, v in results["tasks"].items()}},
+                    "medians": {k: round(v["median"], 4) for k, v in results["tasks"].items()},
+                   **({"continuation_nats_per_token": results["continuation_loss"]["nats_per_token"]}
+                      if "continuation_loss" in results else {})},
                    indent=1))
   return 0
 
