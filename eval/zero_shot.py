@@ -140,7 +140,8 @@ def _plan_task(examples: list[dict], templates: Sequence[templates_lib.Template]
         prompts, choices, gold = t.render_options(ex)
       except templates_lib.SkipExample:
         continue
-      rows.append(aggregation.RankedExample(tuple(prompts), tuple(choices), gold))
+      rows.append(aggregation.RankedExample(tuple(prompts), tuple(choices), gold,
+                                            group=ex.get("group")))
     if rows:
       plan[t.name] = rows
   return plan
@@ -178,7 +179,10 @@ def evaluate(model: Any, params: Any, vocabulary: Any, suite: str | suites_lib.S
   check_templates(suite, templates)
   check_dirs(output_dir, local_data_dir)
   if scorer is None:
-    scorer = rc.ModelScorer(model, params, vocabulary, scoring_config or rc.ScoringConfig())
+    config = scoring_config or rc.ScoringConfig()
+    if suite.max_prompt_length is not None:  # the suite's protocol (eai_eval: 512)
+      config = dataclasses.replace(config, max_prompt_length=suite.max_prompt_length)
+    scorer = rc.ModelScorer(model, params, vocabulary, config)
   start = time.time()
   missing: dict[str, str] = {}
   plans: dict[str, tuple[suites_lib.TaskSpec, dict]] = {}
@@ -225,7 +229,7 @@ def evaluate(model: Any, params: Any, vocabulary: Any, suite: str | suites_lib.S
         per_prompt[prompt_name] = aggregation.greedy_metrics([any(g) for g in got])
       else:
         per_prompt[prompt_name] = aggregation.prompt_metrics(exs, got)
-    tasks[name] = aggregation.task_summary(per_prompt)
+    tasks[name] = aggregation.task_summary(per_prompt, metric=task.metric)
   scoring = getattr(scorer, "config", None)
   results = {
       "suite": suite.name,
@@ -238,6 +242,7 @@ def evaluate(model: Any, params: Any, vocabulary: Any, suite: str | suites_lib.S
                    "metric": "accuracy", "aggregate": "median over prompts, mean over tasks",
                    "scoring": dataclasses.asdict(scoring) if dataclasses.is_dataclass(scoring)
                               else None,
+                   **suites_lib.protocol_notes(suite),
                    "seconds": round(time.time() - start, 3)},
       "checkpoint": dict(checkpoint) if checkpoint is not None else None,
       "harness": harness_version(),

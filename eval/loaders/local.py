@@ -108,8 +108,10 @@ def superglue_wsc(path: pathlib.Path) -> list[dict]:
 
 
 def superglue_wic(path: pathlib.Path) -> list[dict]:
+  """The word, both sentences, and the word's character offsets in sentence 1 when given."""
   req = {"word": str, "sentence1": str, "sentence2": str, "label": bool}
-  return [{**{k: row[k] for k in ("word", "sentence1", "sentence2")}, "label": int(row["label"])}
+  return [{**{k: row[k] for k in ("word", "sentence1", "sentence2")}, "label": int(row["label"]),
+           **{k: row[k] for k in ("start1", "end1") if isinstance(row.get(k), int)}}
           for _, row in read_jsonl(path, req)]
 
 
