@@ -6,9 +6,10 @@ r"""Zero-shot evaluation of a checkpoint on a suite, by rank classification.
     --gin.EVAL_OUTPUT_DIR="'runs/cd_flm/eval'" [--gin.LOCAL_DATA_DIR="'../shared/data'"]
 
 writes EVAL_OUTPUT_DIR/results.json: {"suite", "tasks": {task: {"prompts": {name: {"accuracy",
-"acc_norm", "n", "random_baseline"}}, "median", "spread": {"min", "max"}, "n", "random_baseline"}},
-"missing": {task: reason}, "aggregate": {"mean_of_medians", "normalized_mean", "n_tasks"}} plus
-"protocol" (how options were scored), "checkpoint" ({"path", "step_dir", "step"}) and "harness"
+"acc_norm", "n", "random_baseline"}}, "metric", "median", "spread": {"min", "max"}, "n",
+"random_baseline"}}, "missing": {task: reason}, "aggregate": {"mean_of_medians", "normalized_mean",
+"n_tasks"}} plus "protocol" (how options were scored, the reference protocol, each task's metric,
+deviations), "checkpoint" ({"path", "step_dir", "step"}) and "harness"
 (the git commit, else the package version). Python: `evaluate(model, params, vocabulary, suite,
 ...)` and `run(gin_files, gin_bindings)`.
 

@@ -4,6 +4,8 @@ The expected strings are written by hand from lm-eval 0.2.0's doc_to_text / cons
 (lm_eval/tasks/*.py): the prompt is doc_to_text, each choice the continuation it scores.
 """
 
+import json
+
 import gin
 import jax.numpy as jnp
 import numpy as np
@@ -40,9 +42,11 @@ _CASES = {
                                 0),
              ("The man broke his toe because",
               [" he dropped a hammer on his foot.", " he got a hole in his sock."], 0)),
-    "headqa": ({"query": "Question: ¿Qué órgano bombea la sangre?", "choices": ["Corazón", "Pulmón"],
-                "label": 0},
-               ("Question: ¿Qué órgano bombea la sangre?\nAnswer:", [" Corazón", " Pulmón"], 0)),
+    "headqa": ({"query": "Question: ¿Qué órgano bombea la sangre?",
+                "choices": ["Corazón", "Pulmón"], "label": 0},
+               ("Question: ¿Qué órgano bombea la sangre?\nAnswer:", [" Corazón", " Pulmón"],
+                0)),
+    # A TFDS row (raw fields): lm-eval would capitalise ctx_b ('He'), which TFDS cannot split off.
     "hellaswag": ({"query": "ours", "choices": ["x", "y"], "label": 1,
                    "activity_label": "Roof shingle removal", "ctx": "A man is on a roof. he",
                    "endings": ["x", "y"],
@@ -119,8 +123,8 @@ _CASES = {
             ("Sentence 1: He runs fast.\nSentence 2: The run was long.\nQuestion: Is the word "
              "'runs' used in the same way in the two sentences above?\nAnswer:", [" no", " yes"],
              0)),
-    "winogrande": (local.winogrande_example(["Sarah beat Maria so Sarah", "Sarah beat Maria so Maria"],
-                                            "was happy.", 0),
+    "winogrande": (local.winogrande_example(
+        ["Sarah beat Maria so Sarah", "Sarah beat Maria so Maria"], "was happy.", 0),
                    (["Sarah beat Maria so Sarah", "Sarah beat Maria so Maria"],
                     [" was happy.", " was happy."], 0)),
     "wnli": ({"sentence1": "The cup fell.", "sentence2": "It broke.", "label": 1},
@@ -196,10 +200,10 @@ def test_multirc_acc_all_counts_a_question_only_when_all_its_answers_are_right()
 
 def test_acc_norm_does_not_count_the_leading_space():
   ex = aggregation.RankedExample(("p", "p"), (" ab", " abcd"), 1)
-  # Per character without the space: -1/2 < -1.5/4; with it, -1/3 > -1.5/5 would flip nothing,
-  # so pick scores where the space decides: -1 / 2 = -0.5 vs -1.9 / 4 = -0.475 (gold wins).
+  # Without the space: -1/2 = -0.5 < -1.9/4 = -0.475, the gold (second) choice wins; counting
+  # the space, -1/3 > -1.9/5 would pick the first.
   assert aggregation.prompt_metrics([ex], [[-1.0, -1.9]])["acc_norm"] == 1.0
-  assert -1.0 / 3 > -1.9 / 5  # counting the space would have picked the first choice
+  assert -1.0 / 3 > -1.9 / 5
 
 
 class _CharVocab:
@@ -265,7 +269,8 @@ def test_eai_eval_truncation_is_set_by_gin(tmp_path, binding, expected):
     # The file's query has a comma ('..., therefore'); lm-eval's has none.
     ("copa", 100, "The man turned on the faucet therefore",
      [" the toilet filled with water.", " water flowed from the spout."], 1),
-    ("rte", 277, "Foundation.\nQuestion: Christopher Reeve had an accident. True or False?\nAnswer:",
+    ("rte", 277,
+     "Foundation.\nQuestion: Christopher Reeve had an accident. True or False?\nAnswer:",
      [" True", " False"], 1),
     ("winogrande", 1267, "Sarah was a much better surgeon than Maria so Sarah",
      [" always got the easier cases."] * 2, 1),
@@ -282,3 +287,22 @@ def test_shared_data_loads_and_renders_lm_eval_strings(shared_data, task_name, c
     assert prompts[0] == prompt_end
   for ex in examples:  # every row renders
     template.render_options(ex)
+
+
+def test_local_multirc_gives_one_example_per_answer_grouped_by_question(tmp_path):
+  row = {"idx": 4, "passage": {"text": "Tom has a red car.", "questions": [
+      {"idx": 0, "question": "What color?", "answers": [{"idx": 0, "text": "Red", "label": 1},
+                                                        {"idx": 1, "text": "Blue", "label": 0}]},
+      {"idx": 1, "question": "Who?", "answers": [{"idx": 2, "text": "Tom", "label": 1}]}]}}
+  path = tmp_path / "superglue" / "multirc_val.jsonl"
+  path.parent.mkdir()
+  path.write_text(json.dumps(row) + "\n")
+  examples = loaders.load_dataset("eai_multirc", local_data_dir=tmp_path)
+  assert [(e["answer"], e["label"], e["group"]) for e in examples] == [
+      ("Red", 1, "4/0"), ("Blue", 0, "4/0"), ("Tom", 1, "4/1")]
+  assert examples[0]["paragraph"] == "Tom has a red car."
+  answers = [{"text": "a"}]  # no label
+  bad = dict(row, passage={"text": "x", "questions": [{"question": "q", "answers": answers}]})
+  path.write_text(json.dumps(bad) + "\n")
+  with pytest.raises(loaders.LoaderError, match=r"line 1: field 'passage.questions\[0\].answers'"):
+    loaders.load_dataset("eai_multirc", local_data_dir=tmp_path)

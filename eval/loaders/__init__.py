@@ -61,7 +61,7 @@ DATASETS: dict[str, DatasetSpec] = {
     "story_cloze": DatasetSpec(local=(_mc("story_cloze"),),
                                tfds=("story_cloze/2016", "validation", "story_cloze"),
                                manual_dir=True),
-    # EAI-Eval extras (lm-evaluation-harness 0.2.0's splits: test where it has one, else validation).
+    # EAI-Eval extras (lm-evaluation-harness 0.2.0's splits: test if it has one, else validation).
     "arc_easy": DatasetSpec(local=(_mc("arc_easy"),), tfds=("ai2_arc/ARC-Easy", "test", "arc")),
     "arc_challenge": DatasetSpec(local=(_mc("arc_challenge"),),
                                  tfds=("ai2_arc/ARC-Challenge", "test", "arc")),
@@ -75,7 +75,8 @@ DATASETS: dict[str, DatasetSpec] = {
     "qnli": DatasetSpec(tfds=("glue/qnli", "validation", "qnli")),
     "wnli": DatasetSpec(tfds=("glue/wnli", "validation", "wnli")),
     "sst": DatasetSpec(tfds=("glue/sst2", "validation", "sst")),
-    "multirc": DatasetSpec(tfds=("super_glue/multirc", "validation", "multirc")),
+    "multirc": DatasetSpec(local=(("superglue/multirc_val.jsonl", local.superglue_multirc),),
+                           tfds=("super_glue/multirc", "validation", "multirc")),
     "race": DatasetSpec(local=(_mc("race"),), tfds=("race/high", "test", "race")),
     "mathqa": DatasetSpec(local=(_mc("mathqa"),), tfds=("math_qa", "test", "mathqa")),
     "headqa": DatasetSpec(local=(_mc("headqa"),)),
