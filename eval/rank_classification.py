@@ -14,7 +14,8 @@ The batches are built here with exactly the features seqio's converters give the
 Each distinct padded shape (a length bucket) is compiled once; rows are padded to a fixed count.
 Every batch holds at most `batch_tokens` decoder positions (and as many encoder positions), whatever
 the prompt/option structure: a prompt's options spill over several batches, each with its encoding.
-Prompts too long for `max_length` lose their beginning (the question usually sits at the end).
+Prompts too long for `max_length` (or `max_prompt_length`, when set) lose their beginning (the
+question usually sits at the end).
 """
 
 from __future__ import annotations
@@ -70,6 +71,7 @@ class ScoringConfig:
   batch_tokens: int = 8192  # rows per batch = max(1, batch_tokens // row length)
   max_length: int = 1024  # decoder-only rows / encoder inputs
   max_target_length: int = 256  # encoder-decoder options
+  max_prompt_length: int | None = None  # prompt tokens kept, the last ones (a suite may set it)
   progress: bool | None = None  # a tqdm bar; None: only on a terminal
 
 
@@ -103,6 +105,8 @@ class ModelScorer:
     for i, (prompt, option, prompt_eos, option_eos) in enumerate(pairs):
       o = (self._encode(option) + ([eos] if option_eos else []))[:max_option]
       p = self._encode(prompt)
+      if cfg.max_prompt_length is not None:  # from the left, as lm-evaluation-harness cuts
+        p = p[max(0, len(p) - cfg.max_prompt_length):]
       prompt_eos = prompt_eos or (self.is_encoder_decoder and not p)
       budget = cfg.max_length - int(prompt_eos) - (0 if self.is_encoder_decoder else len(o))
       p = p[len(p) - budget:] if len(p) > budget else list(p)  # keep the end of the prompt

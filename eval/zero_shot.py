@@ -6,11 +6,12 @@ r"""Zero-shot evaluation of a checkpoint on a suite, by rank classification.
     --gin.EVAL_OUTPUT_DIR="'runs/cd_flm/eval'" [--gin.LOCAL_DATA_DIR="'../shared/data'"]
 
 writes EVAL_OUTPUT_DIR/results.json: {"suite", "tasks": {task: {"prompts": {name: {"accuracy",
-"acc_norm", "n", "random_baseline"}}, "median", "spread": {"min", "max"}, "n", "random_baseline"}},
-"missing": {task: reason}, "aggregate": {"mean_of_medians", "normalized_mean", "n_tasks"}} plus
-"protocol" (how options were scored), "checkpoint" ({"path", "step_dir", "step"}) and "harness"
-(the git commit, else the package version); with CONTINUATION_LOSS = True also "continuation_loss"
-(held-out nats per token, eval/continuation.py). Python: `evaluate(model, params, vocabulary, suite,
+"acc_norm", "n", "random_baseline"}}, "metric", "median", "spread": {"min", "max"}, "n",
+"random_baseline"}}, "missing": {task: reason}, "aggregate": {"mean_of_medians", "normalized_mean",
+"n_tasks"}} plus "protocol" (how options were scored, the reference protocol, each task's metric,
+deviations), "checkpoint" ({"path", "step_dir", "step"}) and "harness" (the git commit, else the
+package version); with CONTINUATION_LOSS = True also "continuation_loss" (held-out nats per token,
+eval/continuation.py). Python: `evaluate(model, params, vocabulary, suite,
 ...)` and `run(gin_files, gin_bindings)`.
 
 EVAL_OUTPUT_DIR (a writable folder, created if absent) and LOCAL_DATA_DIR (an existing folder) are
@@ -142,7 +143,8 @@ def _plan_task(examples: list[dict], templates: Sequence[templates_lib.Template]
         prompts, choices, gold = t.render_options(ex)
       except templates_lib.SkipExample:
         continue
-      rows.append(aggregation.RankedExample(tuple(prompts), tuple(choices), gold))
+      rows.append(aggregation.RankedExample(tuple(prompts), tuple(choices), gold,
+                                            group=ex.get("group")))
     if rows:
       plan[t.name] = rows
   return plan
@@ -182,7 +184,10 @@ def evaluate(model: Any, params: Any, vocabulary: Any, suite: str | suites_lib.S
   check_templates(suite, templates)
   check_dirs(output_dir, local_data_dir)
   if scorer is None:
-    scorer = rc.ModelScorer(model, params, vocabulary, scoring_config or rc.ScoringConfig())
+    config = scoring_config or rc.ScoringConfig()
+    if suite.max_prompt_length is not None:  # the suite's protocol (eai_eval: 512)
+      config = dataclasses.replace(config, max_prompt_length=suite.max_prompt_length)
+    scorer = rc.ModelScorer(model, params, vocabulary, config)
   start = time.time()
   missing: dict[str, str] = {}
   plans: dict[str, tuple[suites_lib.TaskSpec, dict]] = {}
@@ -229,7 +234,7 @@ def evaluate(model: Any, params: Any, vocabulary: Any, suite: str | suites_lib.S
         per_prompt[prompt_name] = aggregation.greedy_metrics([any(g) for g in got])
       else:
         per_prompt[prompt_name] = aggregation.prompt_metrics(exs, got)
-    tasks[name] = aggregation.task_summary(per_prompt)
+    tasks[name] = aggregation.task_summary(per_prompt, metric=task.metric)
   scoring = getattr(scorer, "config", None)
   results = {
       "suite": suite.name,
@@ -242,6 +247,7 @@ def evaluate(model: Any, params: Any, vocabulary: Any, suite: str | suites_lib.S
                    "metric": "accuracy", "aggregate": "median over prompts, mean over tasks",
                    "scoring": dataclasses.asdict(scoring) if dataclasses.is_dataclass(scoring)
                               else None,
+                   **suites_lib.protocol_notes(suite),
                    "seconds": round(time.time() - start, 3)},
       "checkpoint": dict(checkpoint) if checkpoint is not None else None,
       "harness": harness_version(),

@@ -42,7 +42,7 @@ def test_shared_data_fields_render_with_every_template(shared_data):
   assert wino["sentence"].endswith("so _ always got the easier cases.")
   assert (wino["option1"], wino["option2"], wino["label"]) == ("Sarah", "Maria", 1)
   assert first["lambada"]["continuation"] == "signs"
-  for task in suites.get_suite("t0_eval").tasks + suites.get_suite("eai_eval").tasks:
+  for task in suites.get_suite("t0_eval").tasks:  # eai_eval: tests/test_eval_eai_protocol.py
     if task.dataset in first:
       for t in templates[task.templates]:
         prompts, choices, gold = t.render_options(first[task.dataset])

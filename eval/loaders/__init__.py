@@ -13,7 +13,7 @@ import functools
 import pathlib
 from typing import Callable
 
-from eval.loaders import local, tfds_loaders
+from eval.loaders import lm_eval_docs, local, tfds_loaders
 from eval.loaders.errors import DatasetUnavailable, LoaderError
 
 __all__ = ["DatasetSpec", "DATASETS", "DatasetUnavailable", "LoaderError", "load_dataset",
@@ -27,6 +27,7 @@ class DatasetSpec:
   local: tuple[tuple[str, Callable[[pathlib.Path], list[dict]]], ...] = ()
   tfds: tuple[str, str, str] | None = None  # (name, split, converter)
   manual_dir: bool = False  # TFDS needs a manual download folder (StoryCloze)
+  derive: Callable[[dict], dict] | None = None  # applied to every example, whatever the source
 
 
 def _mc(name: str) -> tuple[str, Callable]:
@@ -60,7 +61,7 @@ DATASETS: dict[str, DatasetSpec] = {
     "story_cloze": DatasetSpec(local=(_mc("story_cloze"),),
                                tfds=("story_cloze/2016", "validation", "story_cloze"),
                                manual_dir=True),
-    # EAI-Eval extras (lm-evaluation-harness splits: validation where public labels, else test).
+    # EAI-Eval extras (lm-evaluation-harness 0.2.0's splits: test if it has one, else validation).
     "arc_easy": DatasetSpec(local=(_mc("arc_easy"),), tfds=("ai2_arc/ARC-Easy", "test", "arc")),
     "arc_challenge": DatasetSpec(local=(_mc("arc_challenge"),),
                                  tfds=("ai2_arc/ARC-Challenge", "test", "arc")),
@@ -74,7 +75,8 @@ DATASETS: dict[str, DatasetSpec] = {
     "qnli": DatasetSpec(tfds=("glue/qnli", "validation", "qnli")),
     "wnli": DatasetSpec(tfds=("glue/wnli", "validation", "wnli")),
     "sst": DatasetSpec(tfds=("glue/sst2", "validation", "sst")),
-    "multirc": DatasetSpec(tfds=("super_glue/multirc", "validation", "multirc")),
+    "multirc": DatasetSpec(local=(("superglue/multirc_val.jsonl", local.superglue_multirc),),
+                           tfds=("super_glue/multirc", "validation", "multirc")),
     "race": DatasetSpec(local=(_mc("race"),), tfds=("race/high", "test", "race")),
     "mathqa": DatasetSpec(local=(_mc("mathqa"),), tfds=("math_qa", "test", "mathqa")),
     "headqa": DatasetSpec(local=(_mc("headqa"),)),
@@ -85,9 +87,41 @@ DATASETS: dict[str, DatasetSpec] = {
     "lambada": DatasetSpec(local=(("multiple_choice/lambada_openai.jsonl",
                                    local.context_continuation),),
                            tfds=("lambada", "test", "lambada")),
-    "triviaqa": DatasetSpec(tfds=("trivia_qa/rc.nocontext", "validation", "triviaqa")),
+    # lm-eval's TriviaQA is the unfiltered web dev set (no evidence documents).
+    "triviaqa": DatasetSpec(tfds=("trivia_qa/unfiltered.nocontext", "validation", "triviaqa")),
     "webqs": DatasetSpec(tfds=("web_questions", "test", "webqs")),
 }
+
+
+def _eai_specs() -> dict[str, DatasetSpec]:
+  """EAI-Eval's data sets, 'eai_<task>': lm-evaluation-harness 0.2.0's documents and splits.
+
+  lm-eval reads a task's test documents when it has them (ANLI: test_r1-3; ARC, OpenBookQA, RACE,
+  MathQA, HEAD-QA, LogiQA, SciQ, PROST, PubMedQA, WebQuestions: test), else validation.
+  """
+  d = lm_eval_docs
+  derive = {
+      **{t: d.continuations for t in ("arc_easy", "arc_challenge", "openbookqa", "piqa", "race",
+                                      "mathqa", "headqa", "logiqa", "prost", "pubmedqa", "sciq")},
+      "hellaswag": d.hellaswag, "mrpc": d.detokenized("sentence1", "sentence2"),
+      "sst": d.detokenized("sentence"), "wsc": d.wsc, "wic": d.wic,
+      "triviaqa": d.answer_aliases, "webqs": d.answer_aliases,
+  }
+  base = {t: DATASETS[t] for t in (
+      "arc_easy", "arc_challenge", "openbookqa", "piqa", "race", "mathqa", "headqa", "logiqa",
+      "prost", "pubmedqa", "sciq", "hellaswag", "mrpc", "sst", "wic", "webqs", "boolq", "copa",
+      "lambada", "multirc", "qnli", "qqp", "rte", "triviaqa", "winogrande", "wnli")}
+  base.update({
+      **{f"anli_r{r}": DatasetSpec(local=((f"anli/r{r}_test.jsonl", local.anli),),
+                                   tfds=(f"anli/r{r}", "test", "anli")) for r in (1, 2, 3)},
+      # lm-eval reads super_glue 'wsc', not T0's 'wsc.fixed' (whose pronoun indices differ).
+      "wsc": DatasetSpec(local=(("superglue/wsc_val.jsonl", local.superglue_wsc),),
+                         tfds=("super_glue/wsc", "validation", "wsc")),
+  })
+  return {f"eai_{t}": dataclasses.replace(spec, derive=derive.get(t)) for t, spec in base.items()}
+
+
+DATASETS.update(_eai_specs())
 
 
 @functools.lru_cache(maxsize=1)
@@ -118,18 +152,24 @@ def load_dataset(name: str, local_data_dir: str | pathlib.Path | None = None,
     root = pathlib.Path(local_data_dir)
     for rel, reader in spec.local:
       if (root / rel).is_file():
-        return reader(root / rel)
+        return _derived(spec, reader(root / rel))
       reasons.append(f"no {rel} under LOCAL_DATA_DIR")
   elif spec.local:
     reasons.append("LOCAL_DATA_DIR not set")
   if spec.tfds is not None:
     tfds_name, split, converter = spec.tfds
     try:
-      return tfds_loaders.load(tfds_name, split, converter, data_dir=tfds_data_dir,
-                               manual_dir=manual_dir, download=download,
-                               needs_manual_dir=spec.manual_dir)
+      examples = tfds_loaders.load(tfds_name, split, converter, data_dir=tfds_data_dir,
+                                   manual_dir=manual_dir, download=download,
+                                   needs_manual_dir=spec.manual_dir)
     except DatasetUnavailable as e:
       reasons.append(str(e))
+    else:
+      return _derived(spec, examples)
   else:
     reasons.append("no TFDS source")
   raise DatasetUnavailable("; ".join(reasons))
+
+
+def _derived(spec: DatasetSpec, examples: list[dict]) -> list[dict]:
+  return [spec.derive(ex) for ex in examples] if spec.derive is not None else examples

@@ -3,6 +3,8 @@
 Canonical examples are plain dicts with an integer `label` (the gold option) and the fields the
 templates of eval/templates/*.yaml read; TFDS loaders (tfds_loaders.py) give the same fields, so
 one template serves both sources. A malformed row raises LoaderError naming file, line and field.
+An optional `group` puts examples that are scored together under acc_all (MultiRC: the answers of
+one question).
 """
 
 from __future__ import annotations
@@ -108,8 +110,10 @@ def superglue_wsc(path: pathlib.Path) -> list[dict]:
 
 
 def superglue_wic(path: pathlib.Path) -> list[dict]:
+  """The word, both sentences, and the word's character offsets in sentence 1 when given."""
   req = {"word": str, "sentence1": str, "sentence2": str, "label": bool}
-  return [{**{k: row[k] for k in ("word", "sentence1", "sentence2")}, "label": int(row["label"])}
+  return [{**{k: row[k] for k in ("word", "sentence1", "sentence2")}, "label": int(row["label"]),
+           **{k: row[k] for k in ("start1", "end1") if isinstance(row.get(k), int)}}
           for _, row in read_jsonl(path, req)]
 
 
@@ -117,6 +121,26 @@ def superglue_boolq(path: pathlib.Path) -> list[dict]:
   req = {"question": str, "passage": str, "label": bool}
   return [{"question": row["question"], "passage": row["passage"], "label": int(row["label"])}
           for _, row in read_jsonl(path, req)]
+
+
+def superglue_multirc(path: pathlib.Path) -> list[dict]:
+  """Official MultiRC jsonl (a passage with questions with answers) -> one example per answer."""
+  out = []
+  for line_no, row in read_jsonl(path, {"passage": dict}):
+    passage = row["passage"]
+    _check(isinstance(passage.get("text"), str) and isinstance(passage.get("questions"), list),
+           path, line_no, "passage", "{text: str, questions: list}", passage)
+    for q_no, q in enumerate(passage["questions"]):
+      _check(isinstance(q, dict) and isinstance(q.get("question"), str) and
+             isinstance(q.get("answers"), list), path, line_no, f"passage.questions[{q_no}]",
+             "{question: str, answers: list}", q)
+      for a in q["answers"]:
+        _check(isinstance(a, dict) and isinstance(a.get("text"), str) and a.get("label") in (0, 1),
+               path, line_no, f"passage.questions[{q_no}].answers", "{text: str, label: 0 or 1}", a)
+        out.append({"paragraph": passage["text"], "question": q["question"], "answer": a["text"],
+                    "label": int(a["label"]),
+                    "group": f"{row.get('idx', line_no - 1)}/{q.get('idx', q_no)}"})
+  return out
 
 
 def superglue_copa(path: pathlib.Path) -> list[dict]:

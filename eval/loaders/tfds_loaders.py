@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 from typing import Any, Callable, Iterable
 
+from eval.loaders import lm_eval_docs
 from eval.loaders import local
 from eval.loaders.errors import DatasetUnavailable
 
@@ -37,7 +38,8 @@ def _wsc(ex):
 
 def _wic(ex):
   yield {"word": _s(ex["word"]), "sentence1": _s(ex["sentence1"]),
-         "sentence2": _s(ex["sentence2"]), "label": int(ex["label"])}
+         "sentence2": _s(ex["sentence2"]), "start1": int(ex["start1"]), "end1": int(ex["end1"]),
+         "label": int(ex["label"])}
 
 
 def _copa(ex):
@@ -72,7 +74,7 @@ def _hellaswag(ex):
   # ctx / endings / activity_label: the Hugging Face names promptsource's templates read.
   yield {"query": query, "choices": endings, "label": int(ex["label"]),
          "ctx": _s(ex["context"]), "ctx_a": _s(ex["context"]), "ctx_b": "", "endings": endings,
-         "activity_label": _s(ex["activity_label"])}
+         "raw_endings": [_s(e) for e in ex["endings"]], "activity_label": _s(ex["activity_label"])}
 
 
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
@@ -120,22 +122,26 @@ def _sst(ex):
 
 
 def _multirc(ex):
+  # group: the question the answer belongs to (acc_all scores a question, all answers right).
+  idx = ex["idx"]
   yield {"paragraph": _s(ex["paragraph"]), "question": _s(ex["question"]),
-         "answer": _s(ex["answer"]), "label": int(ex["label"])}
+         "answer": _s(ex["answer"]), "label": int(ex["label"]),
+         "group": f"{int(idx['paragraph'])}/{int(idx['question'])}"}
 
 
 def _race(ex):
-  for q, opts, ans in zip(ex["questions"], ex["options"], ex["answers"]):
-    yield {"query": f"{_s(ex['article'])}\nQuestion: {_s(q)}", "choices": [_s(o) for o in opts],
-           "label": "ABCD".index(_s(ans))}
-
-
-_MATHQA_OPTION = re.compile(r"[a-e] \) (.*?)(?: , (?=[a-e] \))|$)")
+  # lm-evaluation-harness's RACE document: one per article, scored on its last question.
+  options = [[_s(o) for o in opts] for opts in ex["options"]]
+  golds = ["ABCD".index(_s(a)) for a in ex["answers"]]
+  problems = [{"question": _s(q), "answer_text": o[g]}
+              for q, o, g in zip(ex["questions"], options, golds)]
+  yield {"query": lm_eval_docs.race_query(_s(ex["article"]), problems), "choices": options[-1],
+         "label": golds[-1]}
 
 
 def _mathqa(ex):
-  choices = _MATHQA_OPTION.findall(_s(ex["options"]))
-  yield {"query": f"Question: {_s(ex['Problem'])}", "choices": choices,
+  yield {"query": f"Question: {_s(ex['Problem'])}",
+         "choices": lm_eval_docs.mathqa_choices(_s(ex["options"])),
          "label": "abcde".index(_s(ex["correct"]))}
 
 
