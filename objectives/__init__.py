@@ -22,7 +22,7 @@ from objectives.tasks import (CorpusVocabulary, UnknownTaskError, corpus_vocabul
                               parse_task_name, task_name, task_names, tiny_feature_lengths)
 from objectives import corpora, full_lm, prefix_lm, span_corruption, ul2  # noqa: F401 (register)
 from objectives.pipeline import BatchIterator, get_dataset
-from objectives.validation import validate
+from objectives.validation import validate, validate_offline
 
 __all__ = [
     "BatchIterator",
@@ -46,4 +46,5 @@ __all__ = [
     "task_names",
     "tiny_feature_lengths",
     "validate",
+    "validate_offline",
 ]

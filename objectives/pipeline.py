@@ -25,6 +25,8 @@ import numpy as np
 import seqio
 import tensorflow as tf
 
+from objectives import prefix_lm
+
 
 class BatchIterator:
   """An iterator of numpy batches whose position can be saved and restored exactly."""
@@ -100,19 +102,13 @@ def get_dataset(
     raise ValueError(f"BATCH_SIZE must be >= 1 per host, got {batch_size}.")
   if start_step < 0:
     raise ValueError(f"start_step must be >= 0, got {start_step}.")
-  ds = seqio.get_dataset(
-      task_name,
-      task_feature_lengths=dict(task_feature_lengths),
-      feature_converter=feature_converter,
-      dataset_split=split,
-      use_cached=use_cached,
-      shuffle=True,
-      num_epochs=num_epochs,
-      shard_info=shard_info,
-      verbose=False,
-      seed=seed,
-      batch_size=batch_size,
-  )
+  # The prefix-LM rows follow the converter (pairs for encoder-decoder rows; objectives/prefix_lm.py).
+  with prefix_lm.packing_for(feature_converter):
+    ds = seqio.get_dataset(
+        task_name, task_feature_lengths=dict(task_feature_lengths),
+        feature_converter=feature_converter, dataset_split=split, use_cached=use_cached,
+        shuffle=True, num_epochs=num_epochs, shard_info=shard_info, verbose=False, seed=seed,
+        batch_size=batch_size)
   iterator = BatchIterator(ds.prefetch(tf.data.AUTOTUNE), step=start_step)
   if state_prefix is not None:
     iterator.restore(state_prefix)
@@ -121,3 +117,4 @@ def get_dataset(
     # a freshly built iterator of identical structure.
     iterator.fast_forward(start_step)
   return iterator
+

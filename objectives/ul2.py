@@ -6,9 +6,11 @@ Denoisers (mean span mu, noise density r) and paradigm tokens, from the UL2 pape
   S: prefix LM, split uniform in [1, n)          [S2S]
 Each example draws a family with probabilities `rates` (default R 0.4, X 0.4, S 0.2: a third-party
 reading of the paper, which does not state them; unverified) and then a denoiser of that family
-uniformly. The paradigm token is the first input token. R and X are span corruption
-(objectives/noise.py) with EOS after inputs and targets; S is prefix LM without EOS, as
-objectives/prefix_lm.py. Every example consumes the same `raw` tokens of the stream; by default the
+uniformly. The paradigm token is the first input token (`paradigm_ids`: a piece spelled [NLU] /
+[NLG] / [S2S], else an unused embedding row past the vocabulary's ids, 32,100-32,102 on T5's). R and
+X are span corruption (objectives/noise.py) with EOS after inputs and targets; S splits the piece at
+a uniform point and adds no EOS (the stream UL2 cuts has no document EOS, unlike
+objectives/prefix_lm.py). Every example consumes the same `raw` tokens of the stream; by default the
 most that fits TASK_FEATURE_LENGTHS for every denoiser, so the feature lengths are the maximum over
 denoisers (`feature_lengths(raw)` computes them; gin_configs/objectives/ul2.gin uses raw = 568).
 """
@@ -103,9 +105,62 @@ def denoiser_probabilities(config: Mapping) -> list[float]:
 
 
 def paradigm_ids(vocabulary: seqio.Vocabulary, config: Mapping) -> dict[str, int]:
+  """The id of each family's paradigm token: bound, a dedicated piece, or an unused embedding row.
+
+  Without `paradigm_ids` bound, a token spelled as a piece of the vocabulary (the embedded one's
+  3-5) keeps that id; one the vocabulary lacks (T5's 32,100 ids) takes the next embedding row past
+  the ids, which no piece and no sentinel uses: T5's 32,128 rows leave 28 (32,100-32,127), so
+  [NLU] [NLG] [S2S] get 32,100, 32,101, 32,102. Sentinels count down from the last id (32,099).
+  """
+  ids = vocabulary.vocab_size
+  rows = vocab_lib.embedding_rows(ids)
   if config["paradigm_ids"]:
-    return {f: int(config["paradigm_ids"][f]) for f in FAMILIES}
-  return {f: vocab_lib.paradigm_token_id(vocabulary, PARADIGM[f]) for f in FAMILIES}
+    return _bound_paradigm_ids(vocabulary, config["paradigm_ids"], rows)
+  out, spare = {}, ids
+  for family in FAMILIES:
+    piece = vocab_lib.dedicated_piece_id(vocabulary, PARADIGM[family])
+    if piece is None:
+      if spare >= rows:
+        raise registry.ConfigError(
+            f"UL2 paradigm token {PARADIGM[family]!r} has no piece in the vocabulary ({ids} ids) "
+            f"and its {rows} embedding rows leave no unused row for it (rows {ids}-{rows - 1} are "
+            "all taken); bind objectives.ul2.settings.paradigm_ids = {'R': id, 'X': id, 'S': id} "
+            "to ids of pieces spelled [NLU] [NLG] [S2S].")
+      piece, spare = spare, spare + 1
+    out[family] = piece
+  return out
+
+
+def _bound_paradigm_ids(vocabulary: seqio.Vocabulary, bound: Mapping, rows: int) -> dict[str, int]:
+  """objectives.ul2.settings.paradigm_ids, checked: each a dedicated piece or an unused row."""
+  where = "objectives.ul2.settings.paradigm_ids"
+  if not isinstance(bound, Mapping) or set(bound) != set(FAMILIES):
+    raise registry.ConfigError(
+        f"{where} = {bound!r}: expected one id per family, {{'R': id, 'X': id, 'S': id}}.")
+  ids, extra = vocabulary.vocab_size, vocabulary.extra_ids
+  out = {}
+  for family in FAMILIES:
+    value, token = bound[family], PARADIGM[family]
+    if isinstance(value, bool) or not isinstance(value, int):
+      raise registry.ConfigError(f"{where}[{family!r}] = {value!r}: expected an integer id.")
+    if not 0 <= value < rows:
+      raise registry.ConfigError(
+          f"{where}[{family!r}] = {value} ({token}) is beyond the model's embedding: the "
+          f"vocabulary's {ids} ids give {rows} rows (0-{rows - 1}).")
+    if ids - extra <= value < ids:
+      raise registry.ConfigError(
+          f"{where}[{family!r}] = {value} ({token}) is the sentinel <extra_id_{ids - 1 - value}> "
+          f"(sentinels are ids {ids - extra}-{ids - 1}); use an id from {ids}-{rows - 1} (unused "
+          "embedding rows) or a piece spelled " + token + ".")
+    if value < ids - extra and value != vocab_lib.dedicated_piece_id(vocabulary, token):
+      raise registry.ConfigError(
+          f"{where}[{family!r}] = {value} ({token}) is the vocabulary's piece "
+          f"{vocab_lib.piece_name(vocabulary, value)}: text would be read as a paradigm token. Use "
+          f"an id from {ids}-{rows - 1} (unused embedding rows) or a piece spelled {token}.")
+    out[family] = value
+  if len(set(out.values())) != len(out):
+    raise registry.ConfigError(f"{where} = {dict(bound)!r}: the three ids must differ.")
+  return out
 
 
 def validate_lengths(task_feature_lengths: Mapping[str, int], extra_ids: int) -> int:

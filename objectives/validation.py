@@ -13,10 +13,11 @@ import seqio
 
 from objectives import registry
 from objectives import tasks
+from objectives import vocab as vocab_lib
 from objectives.registry import ConfigError
 
 # T5 rounds its 32,100 ids up to 32,128 embedding rows; VOCAB_SIZE may do the same, no more.
-_VOCAB_SIZE_MULTIPLE = 128
+_VOCAB_SIZE_MULTIPLE = vocab_lib.EMBEDDING_ROW_MULTIPLE
 
 
 def validate(
@@ -41,7 +42,8 @@ def validate(
     check_corpus: also open the corpus (reads text files; checks the TFDS c4 preparation).
 
   Returns:
-    {'corpus', 'objective', 'raw_length'}: raw tokens of the stream consumed per example.
+    {'corpus', 'objective', 'raw_length', 'skipped'}: raw tokens of the stream consumed per example;
+    'skipped' names the vocabulary checks an offline check could not make (else None).
   """
   corpus_name, objective_name = tasks.parse_task_name(task_name)
   objective = registry.get(objective_name)
@@ -69,6 +71,9 @@ def validate(
 
   try:
     task_vocabulary = tasks.corpus_vocabulary(corpus_name)
+  except vocab_lib.RemoteVocabularyError as e:  # only under validate_offline
+    return {"corpus": corpus_name, "objective": objective.name, "raw_length": None,
+            "skipped": f"vocabulary checks (sentinels, UL2 paradigm ids, VOCAB_SIZE): {e}"}
   except (ValueError, OSError) as e:
     raise ConfigError(
         f"{task_name}: the vocabulary of corpus {corpus_name!r} is unusable: {e}"
@@ -94,7 +99,24 @@ def validate(
       registry.get_corpus(corpus_name).check("train")
     except (ValueError, OSError) as e:
       raise ConfigError(f"{task_name}: {e}") from None
-  return {"corpus": corpus_name, "objective": objective.name, "raw_length": raw}
+  return {"corpus": corpus_name, "objective": objective.name, "raw_length": raw, "skipped": None}
+
+
+def validate_offline(
+    task_name: str,
+    task_feature_lengths: Mapping[str, int],
+    *,
+    architecture: Any = None,
+    vocab_size: Optional[int] = None,
+) -> dict:
+  """`validate` without data or network, for dry runs: the corpus is not opened, and a vocabulary
+  file behind a URI (gs://) is not read: its checks are skipped and named in 'skipped'.
+
+  Reads the current gin config (the run's vocabulary); a local vocabulary file is checked in full.
+  """
+  with vocab_lib.offline():
+    return validate(task_name, task_feature_lengths, architecture=architecture,
+                    vocab_size=vocab_size, check_corpus=False)
 
 
 def _check_vocab_size(vocab_size: int, vocabulary: seqio.Vocabulary, corpus: str) -> None:

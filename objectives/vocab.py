@@ -21,6 +21,8 @@ only a `.tmp-*` file that is never read.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import contextvars
 import functools
 import hashlib
 import io
@@ -28,7 +30,7 @@ import os
 import pathlib
 import sys
 import tempfile
-from typing import Optional
+from typing import Iterator, Optional
 
 import gin
 import seqio
@@ -37,6 +39,8 @@ PARADIGM_TOKENS = ("[NLU]", "[NLG]", "[S2S]")
 DEFAULT_EMBEDDED_PIECES = 4000
 DEFAULT_EXTRA_IDS = 100
 T5_VOCAB_FILE = "gs://t5-data/vocabs/cc_all.32000/sentencepiece.model"
+# Embedding rows are the vocabulary's ids rounded up to this multiple (T5: 32,100 ids, 32,128 rows).
+EMBEDDING_ROW_MULTIPLE = 128
 # Bumped when the training recipe below changes, so old cache files are not reused.
 _RECIPE_VERSION = 1
 
@@ -163,8 +167,33 @@ def sentencepiece_vocabulary(
   return _sentencepiece(model_file, int(extra_ids))
 
 
-@functools.lru_cache(maxsize=None)
+class RemoteVocabularyError(FileNotFoundError):
+  """A vocabulary file behind a URI (gs://...) that an offline check may not read."""
+
+
+_OFFLINE = contextvars.ContextVar("objectives_vocab_offline", default=False)
+
+
+@contextlib.contextmanager
+def offline() -> Iterator[None]:
+  """Within it, a SentencePiece file behind a URI is not opened (RemoteVocabularyError instead)."""
+  token = _OFFLINE.set(True)
+  try:
+    yield
+  finally:
+    _OFFLINE.reset(token)
+
+
 def _sentencepiece(model_file: str, extra_ids: int) -> seqio.Vocabulary:
+  if _OFFLINE.get() and "://" in model_file:
+    raise RemoteVocabularyError(
+        f"objectives.vocab.sentencepiece_vocabulary.model_file={model_file!r} is remote and this "
+        "check does not read the network; bind a local copy to check the vocabulary too.")
+  return _open_sentencepiece(model_file, extra_ids)
+
+
+@functools.lru_cache(maxsize=None)
+def _open_sentencepiece(model_file: str, extra_ids: int) -> seqio.Vocabulary:
   import tensorflow as tf
 
   try:
@@ -195,19 +224,39 @@ def sentinel_id(vocabulary: seqio.Vocabulary, index: int) -> int:
   return vocabulary.vocab_size - 1 - index
 
 
-def paradigm_token_id(vocabulary: seqio.Vocabulary, token: str) -> int:
-  """The dedicated id of a UL2 paradigm token; errors if the vocabulary has none."""
+def embedding_rows(ids: int) -> int:
+  """Embedding rows of a model over `ids` ids: T5 pads to a multiple of 128 (32,100 -> 32,128)."""
+  return -(-int(ids) // EMBEDDING_ROW_MULTIPLE) * EMBEDDING_ROW_MULTIPLE
+
+
+def dedicated_piece_id(vocabulary: seqio.Vocabulary, token: str) -> Optional[int]:
+  """The id of the piece spelled exactly `token` (e.g. '[NLU]'), or None if there is none."""
   vocabulary = getattr(vocabulary, "resolved", vocabulary)  # objectives.tasks.CorpusVocabulary
   if isinstance(vocabulary, seqio.SentencePieceVocabulary):
     sp = vocabulary.tokenizer
     piece_id = sp.PieceToId(token)
     if piece_id != sp.unk_id() and sp.IdToPiece(piece_id) == token:
       return int(piece_id)
-  raise ValueError(
-      f"UL2 paradigm token {token!r} has no dedicated id in {type(vocabulary).__name__}; use "
-      "objectives.vocab.embedded_vocabulary (ids 3-5 are reserved) or bind "
-      "objectives.ul2.settings.paradigm_ids to three ids of your vocabulary."
-  )
+  return None
+
+
+def piece_name(vocabulary: seqio.Vocabulary, token_id: int) -> str:
+  """A readable name of an id of the vocabulary's own pieces, for error messages."""
+  vocabulary = getattr(vocabulary, "resolved", vocabulary)
+  if isinstance(vocabulary, seqio.SentencePieceVocabulary):
+    return repr(vocabulary.tokenizer.IdToPiece(int(token_id)))
+  return {vocabulary.pad_id: "PAD", vocabulary.eos_id: "EOS"}.get(token_id, f"id {token_id}")
+
+
+def paradigm_token_id(vocabulary: seqio.Vocabulary, token: str) -> int:
+  """The dedicated id of a UL2 paradigm token; errors if the vocabulary has none."""
+  piece_id = dedicated_piece_id(vocabulary, token)
+  if piece_id is None:
+    raise ValueError(
+        f"UL2 paradigm token {token!r} has no dedicated id in "
+        f"{type(getattr(vocabulary, 'resolved', vocabulary)).__name__}; objectives.ul2 gives it an "
+        "unused embedding row, or bind objectives.ul2.settings.paradigm_ids.")
+  return piece_id
 
 
 def main(argv: list[str]) -> int:

@@ -120,25 +120,40 @@ def _write_jsonl(path, rows):
   path.write_text("".join(json.dumps(r) + "\n" for r in rows))
 
 
-def test_p3_scan_caps_each_dataset_and_splits_it_across_templates(tmp_path, monkeypatch):
+def test_template_rate_is_t0s_mixture_cap():
+  # t-zero's d4_train: n when n <= 500,000, else 500,000 // templates (never min(n, cap) / k).
+  assert p3.template_rate(10, 4) == 10
+  assert p3.template_rate(500_000, 3) == 500_000
+  assert p3.template_rate(500_001, 3) == 166_666
+  assert p3.template_rate(2_000_000, 1) == 500_000
+  with pytest.raises(ValueError, match="template"):
+    p3.template_rate(5, 0)
+
+
+def test_p3_scan_rates_follow_t0s_rule(tmp_path, monkeypatch):
   monkeypatch.setattr(p3, "MAX_EXAMPLES_PER_DATASET", 3)
   rows = lambda tag, n: [{"inputs": f"{tag} {i}", "targets": f"t{i}"} for i in range(n)]
+  # ag_news: 2 templates, 4 examples > cap 3 -> 3 // 2 = 1 each (the old min(n, cap) / k gave 1.5).
   _write_jsonl(tmp_path / "ag_news_classify" / "train.jsonl", rows("agA", 4))
   _write_jsonl(tmp_path / "ag_news_which_section" / "train.jsonl", rows("agB", 4))
+  # imdb: 2 templates, 2 examples <= cap -> 2 each (the old rule gave 1).
+  _write_jsonl(tmp_path / "imdb_a" / "train.jsonl", rows("imA", 2))
+  _write_jsonl(tmp_path / "imdb_b" / "train.jsonl", rows("imB", 2))
+  # trec: 1 template, 2 examples -> 2; adversarial_qa_dbert: 1 template, 1 example -> 1.
   _write_jsonl(tmp_path / "trec_what_category" / "train.jsonl", rows("trec", 2))
   _write_jsonl(tmp_path / "adversarial_qa_dbert_answer" / "train.jsonl", rows("aqa", 1))
   _write_jsonl(tmp_path / "ag_news_classify_score_eval" / "train.jsonl", rows("no", 5))
   _write_jsonl(tmp_path / "super_glue_rte_x" / "train.jsonl", rows("no", 5))
   scan = p3.scan(tmp_path)
-  assert set(scan) == {"ag_news_classify", "ag_news_which_section", "trec_what_category",
-                       "adversarial_qa_dbert_answer"}
-  assert scan["ag_news_classify"]["rate"] == scan["ag_news_which_section"]["rate"] == 1.5
-  assert scan["trec_what_category"]["rate"] == 2
+  assert {t: v["rate"] for t, v in scan.items()} == {
+      "ag_news_classify": 1, "ag_news_which_section": 1, "imdb_a": 2, "imdb_b": 2,
+      "trec_what_category": 2, "adversarial_qa_dbert_answer": 1}
   assert scan["adversarial_qa_dbert_answer"]["dataset"] == "adversarial_qa_dbert"
   seen = [ex["inputs"].decode().split()[0]
-          for ex in p3.dataset(tmp_path, "train", seed=1).take(200).as_numpy_iterator()]
-  assert set(seen) == {"agA", "agB", "trec", "aqa"}
-  assert abs(seen.count("trec") / len(seen) - 2 / 6) < 0.12
+          for ex in p3.dataset(tmp_path, "train", seed=1).take(360).as_numpy_iterator()]
+  assert set(seen) == {"agA", "agB", "imA", "imB", "trec", "aqa"}
+  imdb = (seen.count("imA") + seen.count("imB")) / len(seen)
+  assert abs(imdb - 4 / 9) < 0.1 and abs(seen.count("trec") / len(seen) - 2 / 9) < 0.08
 
 
 def test_p3_bad_inputs(tmp_path):
@@ -159,7 +174,10 @@ def test_embedded_mtf_mixture_is_deterministic_and_decodes_to_prompts(shared_dat
   try:
     mix = seqio.get_mixture_or_task("embedded_mtf")
     rates = {t.name: mix.get_rate(t) for t in mix.tasks}
-    assert rates == {tasks.task_name(s): 30.0 for s in tasks.sources()}
+    # T0's rule per template (30 examples <= the cap: rate 30 each), times the templates of a task.
+    k = {s: len(tasks.mtf_templates()[s]) for s in tasks.sources()}
+    assert rates == {tasks.task_name(s): 30.0 * k[s] for s in tasks.sources()}
+    assert min(k.values()) > 1  # so the old rule (30 per task) fails here
     take = lambda: list(mix.get_dataset({"inputs": 256, "targets": 64}, split="train", seed=3,
                                         shuffle=True).take(12).as_numpy_iterator())
     a, b = take(), take()
@@ -167,8 +185,10 @@ def test_embedded_mtf_mixture_is_deterministic_and_decodes_to_prompts(shared_dat
     vocab = mix.output_features["inputs"].vocabulary
     rendered = {i for s in tasks.sources() for i in tasks.rendered(s, "train")[0]}
     for ex in a:
-      assert ex["inputs"][-1] == vocab.eos_id and ex["targets"][-1] == vocab.eos_id
-      text = vocab.decode(ex["inputs"][:-1].tolist())
+      # T0's promptsource tasks: no EOS after the prompt, one EOS closing the target.
+      assert vocab.eos_id not in ex["inputs"].tolist()
+      assert ex["targets"][-1] == vocab.eos_id and ex["targets"].tolist().count(vocab.eos_id) == 1
+      text = vocab.decode(ex["inputs"].tolist())
       assert any(r.split()[:4] == text.split()[:4] for r in rendered)
   finally:
     gin.clear_config()
@@ -181,7 +201,8 @@ def test_absent_local_sets_get_rate_zero():
     mix = seqio.get_mixture_or_task("embedded_mtf")
     rates = {t.name: mix.get_rate(t) for t in mix.tasks}
     assert all(rates[tasks.task_name(s)] == 0 for s in t0_like.DATASETS)
-    assert all(rates[tasks.task_name(s)] == 20 for s in families.FAMILIES)
+    assert all(rates[tasks.task_name(s)] == 20 * len(tasks.mtf_templates()[s])
+               for s in families.FAMILIES)
   finally:
     gin.clear_config()
 
@@ -204,6 +225,10 @@ def test_t0_train_task_reads_a_local_p3_folder(tmp_path):
     vocab = task.output_features["targets"].vocabulary
     targets = {vocab.decode(ex["targets"][:-1].tolist()) for ex in exs}
     assert targets == {"a number", "positive"}
+    assert all(ex["targets"][-1] == vocab.eos_id for ex in exs)
+    assert not any(vocab.eos_id in ex["inputs"].tolist() for ex in exs)
+    inputs = {vocab.decode(ex["inputs"].tolist()) for ex in exs}
+    assert "What is 3?" in inputs and "Film 2 was great." in inputs
   finally:
     gin.clear_config()
   gin.parse_config(["objectives.multitask.mtf_options.p3_dir = None"])

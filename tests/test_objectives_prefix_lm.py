@@ -1,4 +1,7 @@
-"""Prefix LM: uniform split points, complementary pairs, and the features decoders and ED receive."""
+"""Prefix LM: uniform split points, EOS at document ends, complementary pairs for the
+encoder-decoder and independent sequences for decoders, and the features each receives."""
+
+import collections
 
 import gin
 import numpy as np
@@ -6,7 +9,8 @@ import pytest
 import seqio
 
 import objectives
-from objectives import prefix_lm
+from arch import registry as arch_registry
+from objectives import corpora, prefix_lm
 
 L = 16
 # Chi-square critical value for 14 degrees of freedom (15 split points) at alpha = 0.001.
@@ -59,13 +63,82 @@ def _batch(converter, lengths, batch_size=4, seed=2):
   return next(it)
 
 
+@pytest.mark.parametrize("paired", [True, False])
+def test_eos_after_every_document_and_nowhere_else(clean_gin, paired):
+  vocab = objectives.corpus_vocabulary("embedded")
+  docs = corpora.embedded_documents("validation")
+  expected = np.concatenate([np.append(vocab.encode(d), vocab.eos_id) for d in docs])
+  with gin.unlock_config():
+    gin.bind_parameter("objectives.common.example_shuffle_buffer.size", 1)
+    gin.bind_parameter("objectives.prefix_lm.prefix_lm.paired", paired)
+  task = seqio.get_mixture_or_task("embedded_prefix_lm")
+  ds = task.get_dataset({"inputs": L, "targets": L}, split="validation", shuffle=False,
+                        num_epochs=1)
+  stream = np.concatenate([np.concatenate([e["inputs"], e["targets"]])
+                           for e in ds.as_numpy_iterator()])
+  # In corpus order the examples concatenate to the documents, each followed by one EOS.
+  np.testing.assert_array_equal(stream, expected)
+  assert int((stream == vocab.eos_id).sum()) == len(docs) > 1
+
+
+def _arch_converter(name):
+  """The converter the registered architecture builds its batches with (as the trainer does)."""
+  return arch_registry.get(name).feature_converter_cls(pack=True)
+
+
+def _segment_splits(b, row):
+  """Per packed decoder segment: (prefix length, segment length)."""
+  seg = b["decoder_segment_ids"][row]
+  out = []
+  for s in sorted(set(seg.tolist()) - {0}):
+    idx = np.flatnonzero(seg == s)
+    out.append((int(b["decoder_causal_attention"][row, idx].sum()) - 1, len(idx)))
+  return out
+
+
+def test_non_causal_decoder_rows_hold_independent_sequences(clean_gin):
+  converter = _arch_converter("non_causal_decoder")
+  sums, firsts = [], []
+  it = objectives.get_dataset("embedded_prefix_lm", {"inputs": L, "targets": L}, converter, 8, 3)
+  for _ in range(6):
+    b = next(it)
+    for row in range(8):
+      splits = _segment_splits(b, row)
+      assert [n for _, n in splits] == [L, L]  # two whole L-token sequences per 2L row
+      sums.append(splits[0][0] + splits[1][0])
+      firsts.append(splits[0][0])
+  # Independent split points: s1 + s2 = L only by chance (1 / (L - 1)); tied pairs always are.
+  assert collections.Counter(sums)[L] <= 12, sums
+  assert len(set(firsts)) > 5
+
+
+def test_encoder_decoder_rows_keep_complementary_pairs(clean_gin):
+  b = _batch(_arch_converter("encoder_decoder"), {"inputs": L, "targets": L}, batch_size=8)
+  for row in range(8):
+    enc, dec = b["encoder_segment_ids"][row], b["decoder_segment_ids"][row]
+    assert (enc > 0).all() and (dec > 0).all()
+    # First sequence: s inputs and L - s targets; second: L - s inputs and s targets.
+    assert (enc == 1).sum() + (dec == 1).sum() == L
+    assert (enc == 1).sum() == (dec == 2).sum()
+
+
+def test_paired_setting_forces_either_layout(clean_gin):
+  with gin.unlock_config():
+    gin.bind_parameter("objectives.prefix_lm.prefix_lm.paired", True)
+  b = _batch(_arch_converter("non_causal_decoder"), {"inputs": L, "targets": L}, batch_size=8)
+  assert all(sum(s for s, _ in _segment_splits(b, r)) == L for r in range(8))
+  assert prefix_lm.uses_pairs() is True  # no converter in scope: pairs (a bare Task.get_dataset)
+  with prefix_lm.packing_for(_arch_converter("causal_decoder")):
+    assert prefix_lm.uses_pairs() is False and prefix_lm.uses_pairs(True) is True
+
+
 def test_decoder_features_mark_prefix_and_weight_only_targets(clean_gin):
   converter = seqio.DecoderFeatureConverter(loss_on_targets_only=True, pack=True)
   b = _batch(converter, {"inputs": L, "targets": L})
   assert b["decoder_target_tokens"].shape == (4, 2 * L)
   for row in range(4):
     seg = b["decoder_segment_ids"][row]
-    assert set(seg.tolist()) == {1, 2}  # exactly one pair per row, no padding
+    assert set(seg.tolist()) == {1, 2}  # two sequences per row, no padding
     for s in (1, 2):
       idx = np.flatnonzero(seg == s)
       w = b["decoder_loss_weights"][row, idx]

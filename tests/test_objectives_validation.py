@@ -7,7 +7,7 @@ import pytest
 
 import objectives
 from experiments.runtime import errors
-from objectives import vocab
+from objectives import ul2, vocab
 
 SC = {"inputs": 512, "targets": 114}
 # Architectures reach objectives duck-typed; these stand for arch/'s three.
@@ -107,11 +107,15 @@ def test_vocabulary_errors():
 
 
 def test_ul2_checks_its_paradigm_ids():
+  # Bytes have no paradigm pieces: the unused rows past 359 ids (384 rows) take them...
+  assert ul2.paradigm_ids(vocab.byte_vocabulary(), ul2.settings()) == {"R": 359, "X": 360, "S": 361}
+  # ...unless the ids fill every row (259 + 125 = 384).
   gin.clear_config()
   with gin.unlock_config():
-    gin.bind_parameter("objectives.corpus_vocabulary.vocabulary", vocab.byte_vocabulary())
+    gin.bind_parameter("objectives.corpus_vocabulary.vocabulary", vocab.byte_vocabulary(125))
   try:
-    with pytest.raises(objectives.ConfigError, match=r"paradigm token '\[NLU\]' has no dedicated id"):
+    with pytest.raises(objectives.ConfigError,
+                       match=r"embedded_ul2: UL2 paradigm token '\[NLU\]' has no piece.*384"):
       objectives.validate("embedded_ul2", {"inputs": 64, "targets": 64}, check_corpus=False)
   finally:
     gin.clear_config()

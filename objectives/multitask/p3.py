@@ -12,11 +12,13 @@ example `ag_news_classify_question_first`). The folders of the bigscience/P3 dat
 (its data/ folder) can be used as they are; folders of datasets outside T0's training list and P3's
 `*_score_eval` variants are ignored. A `validation.*` file per task gives the validation split.
 
-Sampling follows T0: every prompt of a dataset is one stream, and a dataset is sampled in
-proportion to its number of examples capped at 500,000, the cap split evenly across its prompts
-(rate of one prompt = min(examples, 500,000) / number of prompts of the dataset). Each subset of a
-multi-subset dataset (adversarial_qa's dbert/dbidaf/droberta, duorc's SelfRC/ParaphraseRC) counts
-as its own dataset, as the P3 folder names do.
+Sampling follows T0's d4_train mixture (t-zero, t0/seqio_tasks/tasks.py, `mixture_cap`): every
+prompt of a dataset is one stream whose rate is the dataset's number of training examples n when
+n <= 500,000, and 500,000 // (number of prompts of the dataset) above that (`template_rate`). So a
+dataset of n <= 500,000 examples and k prompts weighs k * n in all, and only the large datasets are
+split across their prompts. Each subset of a multi-subset dataset (adversarial_qa's
+dbert/dbidaf/droberta, duorc's SelfRC/ParaphraseRC) counts as its own dataset, as the P3 folder
+names do; its prompts are the P3 folders present for it.
 """
 
 from __future__ import annotations
@@ -44,6 +46,15 @@ T0_TRAIN_DATASETS = (
     "ag_news", "dbpedia_14", "trec",
     "glue_mrpc", "glue_qqp", "paws_labeled_final",
 )
+
+
+def template_rate(examples: int, templates: int) -> int:
+  """T0's mixing rate of one prompt of a dataset with `examples` examples and `templates` prompts."""
+  if templates < 1:
+    raise ValueError(f"A dataset needs at least one template, got {templates}.")
+  if examples > MAX_EXAMPLES_PER_DATASET:
+    return MAX_EXAMPLES_PER_DATASET // templates
+  return int(examples)
 
 
 def dataset_of(task: str) -> str | None:
@@ -100,7 +111,7 @@ def scan(p3_dir: str | pathlib.Path, split: str = "train") -> dict[str, dict]:
     # A dataset's size is the number of its examples: every prompt renders each example once.
     sizes[t["dataset"]] = max(sizes[t["dataset"]], t["examples"])
   for t in tasks.values():
-    t["rate"] = min(sizes[t["dataset"]], MAX_EXAMPLES_PER_DATASET) / prompts[t["dataset"]]
+    t["rate"] = template_rate(sizes[t["dataset"]], prompts[t["dataset"]])
   return tasks
 
 

@@ -4,13 +4,16 @@
   `t0like_<dataset>`: one per local AG News / TREC / SST-2 set (t0_like.py), present when
   mtf_options.local_data_dir holds them. Each task renders every example with every template of
   its source (templates/*.yaml), so its prompts are equally frequent.
-- `embedded_mtf`: the mixture of all of these by T0's rule: a dataset's rate is its number of
-  examples capped at 500,000, shared by its templates (one task per template at rate min(n, cap) /
-  templates is the same distribution). A local set that is absent gets rate 0 and is logged.
+- `embedded_mtf`: the mixture of all of these by T0's rule (p3.template_rate): each template of a
+  dataset of n examples has rate n, or 500,000 // templates when n > 500,000; one task here holds
+  all k templates of its source, so its rate is k times that. A local set that is absent gets rate 0
+  and is logged.
 - `t0_train`: T0's training mixture from a local folder of P3 examples (p3.py documents the layout).
 
-Features: 'inputs' = the rendered prompt, 'targets' = the gold choice, both EOS-terminated, in the
-corpus's vocabulary. Splits: 'train', and 'validation' = every 20th example (never trained on).
+Features: 'inputs' = the rendered prompt with no EOS, 'targets' = the gold choice ending in EOS, in
+the corpus's vocabulary: T0's promptsource tasks (t-zero's seqio tasks: inputs add_eos=False, targets
+add_eos=True), the same rule as the T0-Eval scoring. EOS is appended after trimming, so a truncated
+target still ends in EOS. Splits: 'train', and 'validation' = every 20th example (never trained on).
 """
 
 from __future__ import annotations
@@ -117,7 +120,9 @@ def _rate(source: str):
     if n == 0:
       logging.warning("MTF: %s is absent (objectives.multitask.mtf_options.local_data_dir = %r); "
                       "it gets rate 0.", source, mtf_options()["local_data_dir"])
-    return float(min(n, p3.MAX_EXAMPLES_PER_DATASET))
+      return 0.0
+    k = len(mtf_templates()[source])
+    return float(k * p3.template_rate(n, k))
   return rate
 
 
@@ -131,7 +136,7 @@ def _p3_dataset_fn(split, shuffle_files, seed=None):
 
 
 def _output_features(vocabulary: seqio.Vocabulary) -> dict[str, seqio.Feature]:
-  return {"inputs": seqio.Feature(vocabulary, add_eos=True),
+  return {"inputs": seqio.Feature(vocabulary, add_eos=False),
           "targets": seqio.Feature(vocabulary, add_eos=True)}
 
 
