@@ -224,3 +224,21 @@ def test_an_unimportable_task_module_is_a_config_error_before_training(tmp_path,
   assert err.startswith("error: ") and "MIXTURE_OR_TASK_MODULE" in err
   assert not model_dir.exists()
   gin.clear_config()
+
+
+def test_tfds_data_dir_reaches_the_c4_task_and_its_start_up_check(tmp_path):
+  # --tfds_data_dir is where the c4 task reads (seqio's override) and where the trainer's start-up
+  # check (objectives.validate -> corpora.check_c4) looks for the prepared dataset.
+  from objectives import corpora  # pylint: disable=g-import-not-at-top
+  gin.clear_config()
+  try:
+    gin_utils.parse_gin_flags([f"--tfds_data_dir={tmp_path}"])
+    settings = corpora.c4_settings()
+    source = corpora._c4_source(settings["name"], settings["data_dir"])  # pylint: disable=protected-access
+    assert source.tfds_dataset.data_dir == str(tmp_path)
+    with pytest.raises(corpora.CorpusError, match=f"not prepared under {tmp_path}"):
+      corpora.check_c4()
+  finally:
+    gin_utils._tfds_data_dir.clear()  # pylint: disable=protected-access
+    seqio.set_tfds_data_dir_override(None)
+    corpora._c4_source.cache_clear()  # pylint: disable=protected-access
