@@ -9,7 +9,9 @@ training stage resumes from its MODEL_DIR; a failing stage records ERROR, blocks
 need it and the grid goes on with the other cells. Ctrl-C or SIGTERM stops the grid: a training
 stage first saves its current step; the exit status is 130 or 143 and a rerun resumes.
 GRID_DIR/grid.json holds the fingerprint of the grid definition; a GRID_DIR holding another
-definition is refused.
+definition is refused. --dry_run checks every stage's gin and each pretraining task as the trainer
+would (objectives.validate against the vocabulary) and prints params, activation dtype, tokens and
+FLOPs per stage, without building parameters or reading a corpus.
 """
 
 from __future__ import annotations
@@ -445,7 +447,8 @@ def main(argv: Sequence[str]) -> int:
   parser = argparse.ArgumentParser(prog="python -m experiments.grid", description=__doc__,
                                    formatter_class=argparse.RawDescriptionHelpFormatter)
   parser.add_argument("--dry_run", action="store_true",
-                      help="validate every cell, print params / tokens / FLOPs, train nothing")
+                      help="validate every cell (gin, task against the vocabulary), print params / "
+                      "dtype / tokens / FLOPs per stage; train nothing, read no corpus")
   parser.add_argument("--print_commands", action="store_true",
                       help="print one launch command per stage (for separate jobs) and exit")
   parser.add_argument("--compilation_cache_dir", default=None,
