@@ -9,7 +9,9 @@ training stage resumes from its MODEL_DIR; a failing stage records ERROR, blocks
 need it and the grid goes on with the other cells. Ctrl-C or SIGTERM stops the grid: a training
 stage first saves its current step; the exit status is 130 or 143 and a rerun resumes.
 GRID_DIR/grid.json holds the fingerprint of the grid definition; a GRID_DIR holding another
-definition is refused.
+definition is refused. --dry_run checks every stage's gin and each pretraining task as the trainer
+would (objectives.validate against the vocabulary) and prints params, activation dtype, tokens and
+FLOPs per stage, without building parameters or reading a corpus.
 """
 
 from __future__ import annotations
@@ -305,24 +307,59 @@ def report(grid: Grid, grid_dir: str, outcome: dict[str, Any] | None = None) -> 
 
 
 def account(stage: Stage) -> dict[str, Any]:
-  """Params and training FLOPs per example of a training stage's model (no parameters built).
+  """A training stage's model and task, checked without building parameters or reading data.
 
-  The model is built without its vocabulary check (VOCAB_SIZE gives the embedding rows), so a
-  dry run works where the vocabulary file is not reachable (a laptop planning a pod run).
+  Returns arch.accounting's params and training FLOPs per example, the activation dtype, and the
+  check of the stage's task (check_task). The model is built without its vocabulary check
+  (VOCAB_SIZE gives the embedding rows), so the accounting works where the vocabulary file is not
+  reachable (a laptop planning a pod run); the task check then says it could not run.
   """
   from arch import accounting  # pylint: disable=g-import-not-at-top
   gin_utils.parse_gin(stage.gin_files, list(stage.bindings) + [
       "experiments.grid.model_of.model = %MODEL", "arch.models.get_model.vocabulary = None"],
                       finalize=False, defaults=["VOCABULARY = None"])
   try:
-    lengths = gin_utils.require_macro("TASK_FEATURE_LENGTHS")
-    return accounting.account(model_of(), dict(lengths))
+    lengths = dict(gin_utils.require_macro("TASK_FEATURE_LENGTHS"))
+    model = model_of()
+    out = dict(accounting.account(model, lengths))
+    out["dtype"] = str(model.config.dtype)
+    out["task_check"] = check_task(model, stage.task, lengths)
+    return out
   finally:
     gin.clear_config()
 
 
+TASK_OK, TASK_MIXTURE, TASK_UNCHECKED = "ok", "registered", "unchecked"
+
+
+def check_task(model, task_name: str, lengths: dict[str, int]) -> tuple[str, str]:
+  """(status, note): a '{corpus}_{objective}' task validated as the trainer does at start-up.
+
+  objectives.validate on the stage's gin: the objective is defined on the architecture, the
+  feature lengths fit the objective, the run's vocabulary (VOCABULARY of the data file) holds what
+  the objective needs (sentinels, UL2's paradigm tokens) and VOCAB_SIZE fits it. The corpus is
+  not opened (no TFDS access). A mixture (MTF) is only looked up (preflight). When the vocabulary
+  file cannot be read the check cannot run: status 'unchecked' and the reason; a failed check
+  raises (objectives.ConfigError), which makes the cell invalid.
+  """
+  import objectives  # pylint: disable=g-import-not-at-top
+  from experiments import run_config  # pylint: disable=g-import-not-at-top
+  from experiments.runtime import errors  # pylint: disable=g-import-not-at-top
+  try:
+    corpus, _ = objectives.parse_task_name(task_name)
+  except ValueError:
+    return TASK_MIXTURE, ""
+  try:
+    objectives.corpus_vocabulary(corpus)
+  except (ValueError, OSError) as e:
+    first = str(errors.as_raised(e)).strip().splitlines()[0]
+    return TASK_UNCHECKED, f"the vocabulary of corpus {corpus!r} cannot be read: {first}"
+  raw = run_config.objectives_validation(model, task_name, lengths, check_corpus=False)
+  return TASK_OK, f"{raw} raw tokens per example"
+
+
 def dry_run(grid: Grid, grid_dir: str, log: Callable[[str], None] = print) -> list[dict]:
-  """Validates every stage's gin; per cell: params, tokens and training FLOPs per stage."""
+  """Validates every stage's gin and task; per cell: params, dtype, tokens, FLOPs per stage."""
   stages = grid_plan.plan(grid, grid_dir)
   broken = preflight(stages)
   rows = []
@@ -337,7 +374,7 @@ def dry_run(grid: Grid, grid_dir: str, log: Callable[[str], None] = print) -> li
       try:
         acc = account(s)
       except Exception as e:  # pylint: disable=broad-except
-        row["error"] = f"{s.id}: {type(e).__name__}: {e}"
+        row["error"] = _relative(f"{s.id}: {type(e).__name__}: {e}")
         break
       row["params"] = int(acc["params"])
       flops = float(acc["train_flops_per_example"]) * s.examples
@@ -345,6 +382,8 @@ def dry_run(grid: Grid, grid_dir: str, log: Callable[[str], None] = print) -> li
       row[f"{s.id}_end_step"] = s.end_step
       row[f"{s.id}_tokens"] = s.tokens
       row[f"{s.id}_flops"] = flops
+      row[f"{s.id}_dtype"] = acc["dtype"]
+      row[f"{s.id}_task"], row[f"{s.id}_task_note"] = acc["task_check"]
       total_flops += flops
     row["train_flops"] = total_flops
     rows.append(row)
@@ -353,8 +392,10 @@ def dry_run(grid: Grid, grid_dir: str, log: Callable[[str], None] = print) -> li
 
 
 def format_dry_run(rows: Sequence[dict]) -> str:
+  """The dry run's table: one line per training stage; notes for tasks that were not checked."""
   lines = [f"{'cell':<18} {'params':>16} {'stage':<9} {'steps':>8} {'end step':>9} "
-           f"{'tokens':>18} {'train FLOPs':>12}"]
+           f"{'tokens':>18} {'train FLOPs':>12} {'dtype':<9} task"]
+  notes: dict[str, list[str]] = {}
   for r in rows:
     if "error" in r:
       lines.append(f"{r['cell']:<18} INVALID: {r['error']}")
@@ -363,14 +404,20 @@ def format_dry_run(rows: Sequence[dict]) -> str:
     for kind in grid_spec.TRAIN_STAGES:
       if f"{kind}_tokens" not in r:
         continue
-      lines.append(f"{r['cell'] if first else '':<18} {r['params'] if first else '':>16,} "
-                   f"{kind:<9} {r[kind + '_steps']:>8,} {r[kind + '_end_step']:>9,} "
-                   f"{r[kind + '_tokens']:>18,} {r[kind + '_flops']:>12.3e}"
-                   if first else
-                   f"{'':<18} {'':>16} {kind:<9} {r[kind + '_steps']:>8,} "
-                   f"{r[kind + '_end_step']:>9,} {r[kind + '_tokens']:>18,} "
-                   f"{r[kind + '_flops']:>12.3e}")
+      head = (f"{r['cell']:<18} {r['params']:>16,}" if first else f"{'':<18} {'':>16}")
+      lines.append(f"{head} {kind:<9} {r[kind + '_steps']:>8,} {r[kind + '_end_step']:>9,} "
+                   f"{r[kind + '_tokens']:>18,} {r[kind + '_flops']:>12.3e} "
+                   f"{r[kind + '_dtype']:<9} {r[kind + '_task']}")
+      if r[kind + "_task"] == TASK_UNCHECKED:
+        notes.setdefault(r[kind + "_task_note"], []).append(f"{r['cell']}/{kind}")
       first = False
+  checkable = sum(r.get(f"{k}_task") in (TASK_OK, TASK_UNCHECKED)
+                  for r in rows for k in grid_spec.TRAIN_STAGES)
+  for note, where in notes.items():
+    which = ("no cell's pretraining task was checked" if len(where) == checkable
+             else f"tasks not checked ({', '.join(where)})")
+    lines.append(f"NOTE: {which}: {note.rstrip('.')} (in a grid, such a "
+                 f"binding goes in experiments.grid_spec.grid_definition.bindings).")
   return "\n".join(lines)
 
 
@@ -400,7 +447,8 @@ def main(argv: Sequence[str]) -> int:
   parser = argparse.ArgumentParser(prog="python -m experiments.grid", description=__doc__,
                                    formatter_class=argparse.RawDescriptionHelpFormatter)
   parser.add_argument("--dry_run", action="store_true",
-                      help="validate every cell, print params / tokens / FLOPs, train nothing")
+                      help="validate every cell (gin, task against the vocabulary), print params / "
+                      "dtype / tokens / FLOPs per stage; train nothing, read no corpus")
   parser.add_argument("--print_commands", action="store_true",
                       help="print one launch command per stage (for separate jobs) and exit")
   parser.add_argument("--compilation_cache_dir", default=None,

@@ -121,7 +121,7 @@ def check_and_prepare(*, model, model_dir, task_name, task_feature_lengths, trai
   except ValueError as e:
     raise ConfigError(str(e)) from e
   _check_vocab(model, task)
-  raw_length = _objectives_validation(model, task_name, task_feature_lengths)
+  raw_length = objectives_validation(model, task_name, task_feature_lengths)
   if initial_checkpoint_path:
     try:
       ckpt_lib.resolve_step_dir(initial_checkpoint_path)
@@ -142,17 +142,18 @@ def _check_vocab(model, task) -> None:
     raise ConfigError(str(e)) from None
 
 
-def _objectives_validation(model, task_name: str,
-                           task_feature_lengths: Mapping[str, int]) -> int | None:
+def objectives_validation(model, task_name: str, task_feature_lengths: Mapping[str, int],
+                          check_corpus: bool = True) -> int | None:
   """objectives.validate(...) for '{corpus}_{objective}' tasks (mixtures are checked above);
-  returns the corpus tokens one example takes (None for a mixture)."""
+  returns the corpus tokens one example takes (None for a mixture). check_corpus=False skips
+  opening the corpus (the grid's dry run: no TFDS access)."""
   try:
     objectives.parse_task_name(task_name)
   except ValueError:
     return None  # a mixture (e.g. the MTF mixtures): registered and checked by its own package
   info = objectives.validate(task_name, dict(task_feature_lengths),
                              architecture=arch_registry.get(model.name),
-                             vocab_size=model.config.vocab_size)
+                             vocab_size=model.config.vocab_size, check_corpus=check_corpus)
   return int(info["raw_length"])
 
 

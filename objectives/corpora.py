@@ -171,15 +171,18 @@ def check_c4(split: str = "train") -> None:
 
   _check_split("c4", split)
   settings = c4_settings()
+  # The folder the task reads: seqio's override (--tfds_data_dir) wins over c4_settings.data_dir.
+  data_dir = _c4_source(settings["name"], settings["data_dir"]).tfds_dataset.data_dir
   try:
-    builder = tfds.builder(settings["name"], data_dir=settings["data_dir"])
+    builder = tfds.builder(settings["name"], data_dir=data_dir)
     prepared = tf.io.gfile.exists(os.path.join(builder.data_dir, "dataset_info.json"))
   except Exception as e:  # tfds raises many types for a missing dataset or version.
     raise CorpusError(f"TFDS {settings['name']} is not available: {e}") from None
   if not prepared:
     raise CorpusError(
         f"TFDS {settings['name']} is not prepared under {builder.data_dir}; prepare it with "
-        "tfds (c4 needs a Beam pipeline) or bind objectives.corpora.c4_settings.data_dir."
+        "tfds (c4 needs a Beam pipeline) or give its TFDS data dir (--tfds_data_dir or "
+        "objectives.corpora.c4_settings.data_dir)."
     )
 
 

@@ -4,6 +4,9 @@ import gin
 import pytest
 import seqio
 
+from experiments import data as data_lib
+from experiments import testing
+from experiments import train
 from experiments.runtime import gin_utils
 
 
@@ -165,3 +168,77 @@ def test_a_missing_include_names_the_file_and_line(tmp_path):
 def test_unknown_flags_get_a_did_you_mean(flag, suggestion):
   with pytest.raises(gin_utils.GinConfigError, match=f"unknown flag .*did you mean {suggestion}"):
     gin_utils.parse_flags([flag])
+
+
+_TASK_MODULE = '''
+import seqio
+
+seqio.TaskRegistry.add(
+    "{task}",
+    source=seqio.FunctionDataSource(lambda split, shuffle_files: None, splits=["train"]),
+    preprocessors=[],
+    output_features={{"targets": seqio.Feature(seqio.PassThroughVocabulary(8))}})
+'''
+
+
+def test_mixture_or_task_module_is_imported_before_the_task_is_looked_up(tmp_path, monkeypatch):
+  # t5x's MIXTURE_OR_TASK_MODULE: a user's module, imported when the stack is parsed, registers the
+  # task that MIXTURE_OR_TASK_NAME names; the trainer's lookup (experiments.data) then finds it.
+  gin.clear_config()  # unlocked, as an entry point starts: it imports its task modules first
+  data_lib.import_task_modules()
+  module, task = "my_tasks_for_gin_utils_test", "my_gin_utils_test_task"
+  (tmp_path / f"{module}.py").write_text(_TASK_MODULE.format(task=task))
+  monkeypatch.syspath_prepend(str(tmp_path))
+  f = _write(tmp_path, "mine.gin", f"MIXTURE_OR_TASK_NAME = '{task}'\n"
+                                   "_take.x = %MIXTURE_OR_TASK_NAME\n")
+  try:
+    with pytest.raises(ValueError, match=f"{task}.*not a registered"):
+      gin_utils.parse_gin([f])
+      data_lib.get_task(_take())
+    gin_utils.parse_gin([f], [f"MIXTURE_OR_TASK_MODULE = '{module}'"])  # a flag; no file uses it
+    assert data_lib.get_task(_take()).name == task
+  finally:
+    seqio.TaskRegistry.remove(task)
+    monkeypatch.delitem(__import__("sys").modules, module, raising=False)
+
+
+def test_an_unimportable_task_module_is_a_config_error_before_training(tmp_path, monkeypatch,
+                                                                        capsys):
+  gin.clear_config()  # unlocked, as at an entry point's start
+  with pytest.raises(gin_utils.GinConfigError,
+                     match=r"MIXTURE_OR_TASK_MODULE = 'no_such_task_module'.*PYTHONPATH"):
+    gin_utils.parse_gin([], ["MIXTURE_OR_TASK_MODULE = 'no_such_task_module'"])
+  (tmp_path / "broken_task_module.py").write_text("raise RuntimeError('half-written')\n")
+  monkeypatch.syspath_prepend(str(tmp_path))
+  with pytest.raises(gin_utils.GinConfigError, match=r"broken_task_module.*half-written"):
+    gin_utils.parse_gin([], ["MIXTURE_OR_TASK_MODULE = 'broken_task_module'"])
+  with pytest.raises(gin_utils.GinConfigError, match=r"MIXTURE_OR_TASK_MODULE = 3: expected"):
+    gin_utils.parse_gin([], ["MIXTURE_OR_TASK_MODULE = 3"])
+  gin_utils.parse_gin([], ["MIXTURE_OR_TASK_MODULE = None"])  # t5x's default: nothing imported
+  # The trainer's command line: exit 2 with one error line, before a model is built.
+  model_dir = tmp_path / "run"
+  files, bindings = testing.tiny_stack("causal_decoder", "full_lm", model_dir, 2,
+                                       extra=["MIXTURE_OR_TASK_MODULE = 'no_such_task_module'"])
+  assert testing.cli_exit_code(train.main, testing.as_flags(files, bindings)) == 2
+  err = capsys.readouterr().err
+  assert err.startswith("error: ") and "MIXTURE_OR_TASK_MODULE" in err
+  assert not model_dir.exists()
+  gin.clear_config()
+
+
+def test_tfds_data_dir_reaches_the_c4_task_and_its_start_up_check(tmp_path):
+  # --tfds_data_dir is where the c4 task reads (seqio's override) and where the trainer's start-up
+  # check (objectives.validate -> corpora.check_c4) looks for the prepared dataset.
+  from objectives import corpora  # pylint: disable=g-import-not-at-top
+  gin.clear_config()
+  try:
+    gin_utils.parse_gin_flags([f"--tfds_data_dir={tmp_path}"])
+    settings = corpora.c4_settings()
+    source = corpora._c4_source(settings["name"], settings["data_dir"])  # pylint: disable=protected-access
+    assert source.tfds_dataset.data_dir == str(tmp_path)
+    with pytest.raises(corpora.CorpusError, match=f"not prepared under {tmp_path}"):
+      corpora.check_c4()
+  finally:
+    gin_utils._tfds_data_dir.clear()  # pylint: disable=protected-access
+    seqio.set_tfds_data_dir_override(None)
+    corpora._c4_source.cache_clear()  # pylint: disable=protected-access

@@ -1,5 +1,6 @@
 """Grid definition, stage plan, launch commands, fingerprint and dry run: no training here."""
 
+import dataclasses
 import json
 import shlex
 
@@ -124,12 +125,50 @@ def test_cli_errors_before_training(tmp_path, capsys):
   gin.clear_config()
 
 
-@pytest.mark.slow
-def test_dry_run_of_wang2022_gives_the_paper_numbers(capsys):
+def _t5_stand_in(path):
+  """A SentencePiece model with T5's id layout (pad 0, EOS 1, unk 2; 32,000 pieces) whose pieces
+  spell any ASCII text: stands in for cc_all.32000 (not shipped, on gs://) in gin_configs/data/c4.gin."""
+  import string  # pylint: disable=g-import-not-at-top
+  from sentencepiece import sentencepiece_model_pb2 as pb  # pylint: disable=g-import-not-at-top
+  proto = pb.ModelProto()
+  spec = proto.trainer_spec
+  spec.model_type, spec.vocab_size = pb.TrainerSpec.UNIGRAM, 32_000
+  spec.pad_id, spec.eos_id, spec.unk_id, spec.bos_id = 0, 1, 2, -1
+  proto.normalizer_spec.name = "identity"
+  proto.normalizer_spec.add_dummy_prefix = proto.normalizer_spec.escape_whitespaces = True
+  kind = pb.ModelProto.SentencePiece
+  for piece, t in (("<pad>", kind.CONTROL), ("</s>", kind.CONTROL), ("<unk>", kind.UNKNOWN)):
+    proto.pieces.add(piece=piece, score=0.0, type=t)
+  for c in ["\u2581", *(c for c in string.printable if not c.isspace())]:
+    proto.pieces.add(piece=c, score=-5.0, type=kind.NORMAL)
+  while len(proto.pieces) < 32_000:
+    proto.pieces.add(piece=f"\u2581w{len(proto.pieces)}", score=-10.0, type=kind.NORMAL)
+  path.write_bytes(proto.SerializeToString())
+  return str(path)
+
+
+@pytest.fixture(scope="module")
+def wang2022_dry_run(tmp_path_factory):
+  """The wang2022 dry run with c4.gin's vocabulary file replaced by a local stand-in."""
+  model = _t5_stand_in(tmp_path_factory.mktemp("vocab") / "sentencepiece.model")
   g, grid_dir = grid_spec.load(["gin_configs/grids/wang2022.gin"])
-  rows = {r["cell"]: r for r in grid.dry_run(g, grid_dir)}
-  assert not [r for r in rows.values() if "error" in r]
-  for name in ("CD:FLM", "CD:MLM", "ND:PLM", "ND:MLM", "ED:PLM", "ED:MLM"):
+  g = dataclasses.replace(g, bindings=g.bindings + (
+      f"objectives.vocab.sentencepiece_vocabulary.model_file = {model!r}",))
+  printed = []
+  rows = {r["cell"]: r for r in grid.dry_run(g, grid_dir, log=printed.append)}
+  gin.clear_config()
+  return rows, "\n".join(printed)
+
+
+PAPER_CELLS = ("CD:FLM", "CD:MLM", "ND:PLM", "ND:MLM", "ED:PLM", "ED:MLM")
+UL2_CELLS = ("CD:UL2", "ND:UL2", "ED:UL2")
+
+
+@pytest.mark.slow
+def test_dry_run_of_wang2022_gives_the_paper_numbers(wang2022_dry_run):
+  rows, printed = wang2022_dry_run
+  assert not [r for name, r in rows.items() if "error" in r and name not in UL2_CELLS]
+  for name in PAPER_CELLS:
     r = rows[name]
     assert r["params"] == (11_003_736_064 if name.startswith("ED") else 4_762_357_760), name
     assert r["pretrain_tokens"] == 168_040_595_456, name
@@ -139,8 +178,82 @@ def test_dry_run_of_wang2022_gives_the_paper_numbers(capsys):
   adapt = rows["CD:FLM->ND:MLM"]
   assert adapt["adapt_end_step"] == 171_008 and adapt["mtf_end_step"] == 181_008
   assert adapt["adapt_tokens"] == 39_936 * 2048 * 626
-  printed = capsys.readouterr().out
   assert "4,762,357,760" in printed and "168,040,595,456" in printed
+
+
+@pytest.mark.slow
+def test_wang2022_has_the_compute_matched_causal_baseline(wang2022_dry_run):
+  # Section 5: CD:FLM pretrained as long as CD:FLM -> ND:MLM (171,008 steps), then MTF.
+  rows, printed = wang2022_dry_run
+  r = rows["CD:FLM-219B"]
+  assert "error" not in r and (r["arch"], r["objective"]) == ("causal_decoder", "full_lm")
+  assert r["pretrain_steps"] == r["pretrain_end_step"] == 171_008 == rows[
+      "CD:FLM->ND:MLM"]["adapt_end_step"]
+  assert r["pretrain_tokens"] == 219_240_464_384 == 171_008 * 2048 * 626
+  assert r["mtf_end_step"] == 181_008 and r["mtf_tokens"] == rows["CD:FLM"]["mtf_tokens"]
+  line = next(l for l in printed.splitlines() if l.startswith("CD:FLM-219B"))
+  assert "219,240,464,384" in line and "171,008" in line
+
+
+@pytest.mark.slow
+def test_wang2022_records_the_papers_precision_per_cell(wang2022_dry_run):
+  # The paper ran ED:MLM with float32 activations, the other models with bfloat16.
+  rows, printed = wang2022_dry_run
+  for name, r in rows.items():
+    if "error" in r:
+      continue
+    want = "float32" if name == "ED:MLM" else "bfloat16"
+    assert r["pretrain_dtype" if "pretrain_dtype" in r else "adapt_dtype"] == want, name
+    assert r["mtf_dtype"] == want, name
+  line = next(l for l in printed.splitlines() if l.startswith("ED:MLM "))
+  assert "float32" in line
+
+
+@pytest.mark.slow
+def test_wang2022_dry_run_validates_each_pretraining_task(wang2022_dry_run):
+  rows, printed = wang2022_dry_run
+  for name, r in rows.items():
+    if name in UL2_CELLS:
+      continue
+    stage = "adapt" if "adapt_task" in r else "pretrain"
+    assert r[f"{stage}_task"] == grid.TASK_OK, (name, r)
+    assert r["mtf_task"] == grid.TASK_MIXTURE
+  assert rows["ED:MLM"]["pretrain_task_note"] == "568 raw tokens per example"
+  assert "NOTE" not in printed
+
+
+# The UL2 cells validate only once UL2's paradigm tokens have ids on T5's vocabulary (objectives/,
+# merged separately): until then the dry run marks them INVALID. Lead: drop the xfail after that
+# merge (strict, so this fails as soon as they validate and the marker is still here).
+@pytest.mark.slow
+@pytest.mark.xfail(strict=True, raises=AssertionError,
+                   reason="UL2 paradigm tokens have no ids on T5's vocabulary yet")
+def test_wang2022_dry_run_validates_the_ul2_cells(wang2022_dry_run):
+  rows, _ = wang2022_dry_run
+  for name in UL2_CELLS:
+    assert "error" not in rows[name], rows[name]["error"]
+    assert rows[name]["pretrain_task"] == grid.TASK_OK
+
+
+def test_dry_run_names_an_invalid_task_and_an_unreadable_vocabulary(tmp_path):
+  # An objective whose lengths cannot fit the vocabulary makes the cell invalid; a vocabulary file
+  # that cannot be read leaves the accounting and says the tasks were not checked.
+  g = _grid([CD_FLM, {"name": "ND:MLM", "arch": "non_causal_decoder",
+                      "objective": "span_corruption"}],
+            gin_files=["gin_configs/sizes/tiny.gin", "gin_configs/data/embedded.gin"],
+            feature_lengths=dict(_LENGTHS, span_corruption={"inputs": 2000, "targets": 600}))
+  rows = {r["cell"]: r for r in grid.dry_run(g, str(tmp_path), log=lambda _: None)}
+  assert rows["CD:FLM"]["pretrain_task"] == grid.TASK_OK
+  assert "span_corruption" in rows["ND:MLM"]["error"] and "extra ids" in rows["ND:MLM"]["error"]
+  g = dataclasses.replace(g, cells=g.cells[:1], gin_files=(
+      "gin_configs/sizes/tiny.gin", "gin_configs/data/c4.gin"), bindings=(
+      f"objectives.vocab.sentencepiece_vocabulary.model_file = '{tmp_path / 'absent.model'}'",
+      "VOCAB_SIZE = 256"))
+  printed = []
+  rows = grid.dry_run(g, str(tmp_path), log=printed.append)
+  assert rows[0]["pretrain_task"] == grid.TASK_UNCHECKED and "params" in rows[0]
+  assert "NOTE: no cell's pretraining task was checked" in printed[0]
+  assert "absent.model" in printed[0]
   gin.clear_config()
 
 

@@ -3,6 +3,9 @@
 Flags (t5x's): `--gin_file` (repeatable), `--gin.KEY=VALUE` (the binding `KEY = VALUE`),
 `--gin_bindings`, `--gin_search_paths` (comma-separated folders where gin files and `include` lines
 are looked up, before the current directory and the repository root) and `--tfds_data_dir`.
+t5x's `MIXTURE_OR_TASK_MODULE` macro names a module (dotted, importable from PYTHONPATH) that is
+imported when the stack is parsed, before any entry point looks up MIXTURE_OR_TASK_NAME, so a
+user's module can register its own seqio tasks and mixtures.
 
 A stack is order-independent: each file (with what it includes) is one layer, and a key bound by
 two layers to different values is an error naming both files, so any order of the same files
@@ -16,6 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import importlib
 import logging
 import os
 import pathlib
@@ -49,7 +53,10 @@ MACRO_LAYERS = {
     "INITIAL_CHECKPOINT_PATH": "the command line, e.g. --gin.INITIAL_CHECKPOINT_PATH=\"'runs/x'\"",
     "CHECKPOINT_PATH": "the command line, e.g. --gin.CHECKPOINT_PATH=\"'runs/x'\"",
     "EVAL_SUITE": "the command line, e.g. --gin.EVAL_SUITE=\"'embedded'\"",
+    "MIXTURE_OR_TASK_MODULE": "the command line, e.g. --gin.MIXTURE_OR_TASK_MODULE=\"'my_tasks'\"",
 }
+# Read by this module itself (import_task_module), so a flag may set it without a file using it.
+TASK_MODULE_MACRO = "MIXTURE_OR_TASK_MODULE"
 _FLAG_NAMES = ("--gin_file", "--gin_bindings", "--gin_search_paths", "--tfds_data_dir")
 _REQUIRED_RE = re.compile(r"^(\S+?)(?:/macro\.value)? set to `%gin\.REQUIRED`")
 
@@ -312,8 +319,27 @@ def parse_gin(gin_files: Sequence[str], gin_bindings: Sequence[str] = (), finali
   _parse_bindings([d for d in defaults if _is_required(d.partition("=")[0].strip())], "default")
   check_macros()
   check_unused_macros(gin_bindings, [f for f in ordered], read_macros)
+  import_task_module()
   if finalize:
     finalize_config(gin_files)
+
+
+def import_task_module() -> str | None:
+  """Imports t5x's MIXTURE_OR_TASK_MODULE (when bound), whose import registers seqio tasks."""
+  name = query_macro(TASK_MODULE_MACRO)
+  if name is None or is_required(name):
+    return None
+  if not isinstance(name, str) or not name.strip():
+    raise GinConfigError(f"{TASK_MODULE_MACRO} = {name!r}: expected a module name such as "
+                         f"'my_tasks' (importable from PYTHONPATH), or None.")
+  try:
+    importlib.import_module(name)
+  except Exception as e:  # the module's own errors too: its import is what registers the tasks
+    raise GinConfigError(
+        f"{TASK_MODULE_MACRO} = {name!r} cannot be imported ({type(e).__name__}: "
+        f"{_describe(e)}); put the folder holding it on PYTHONPATH, or fix the module (its import "
+        f"registers the seqio tasks and mixtures that MIXTURE_OR_TASK_NAME names).") from e
+  return name
 
 
 def _parse_bindings(bindings: Sequence[str], what: str) -> None:
@@ -395,7 +421,7 @@ def check_unused_macros(gin_bindings: Sequence[str], gin_files: Sequence[str],
   Shipped files (gin_configs/) define macros for other layers, so only files outside the
   repository are checked; UNUSED_MACROS = 'error' makes those warnings errors.
   """
-  used = _used_macros() | set(read_macros)
+  used = _used_macros() | set(read_macros) | {TASK_MODULE_MACRO}
   known = sorted(used | _defined_macros() | set(MACRO_LAYERS))
   problems = []
   for binding in gin_bindings:
