@@ -45,6 +45,7 @@ import jax
 
 from eval import aggregation
 from eval import loaders
+from eval import promptsource_bridge
 from eval import rank_classification as rc
 from eval import suites as suites_lib
 from eval import templates as templates_lib
@@ -58,6 +59,7 @@ RESULTS_FILE = "results.json"
 _REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
 _PACKAGE = "zeroshot-harness"
 _LISTED_MISSING = 8  # tasks listed with their reasons when nothing was scored
+PROMPT_SOURCES = ("promptsource", "builtin")
 
 
 class EvalConfigError(ConfigError):
@@ -146,16 +148,29 @@ def _plan_task(examples: list[dict], templates: Sequence[templates_lib.Template]
   return plan
 
 
-def get_templates(prompt_source: str = "builtin") -> dict[str, list]:
-  """'builtin' (eval/templates/*.yaml) or 'promptsource' (T0's own prompts for t0_eval)."""
-  templates = templates_lib.builtin_templates()
-  if prompt_source == "promptsource":
-    from eval import promptsource_bridge  # pylint: disable=g-import-not-at-top
-    templates.update(promptsource_bridge.load_t0_templates())
-  elif prompt_source != "builtin":
+def get_templates(prompt_source: str = "promptsource",
+                  suite: suites_lib.Suite | None = None) -> dict[str, list]:
+  """'promptsource' (T0's own prompts for t0_eval, the default) or 'builtin' (eval/templates/*.yaml).
+
+  Only t0_eval's tasks have promptsource templates; the other suites keep their own either way, so
+  the package is read only when `suite` (None: any) has a T0-Eval task, and its absence is then an
+  error (PromptsourceError), never a silent switch to other prompts.
+  """
+  if prompt_source not in PROMPT_SOURCES:
     raise EvalConfigError(f"eval.zero_shot.evaluate_checkpoint.prompt_source = {prompt_source!r}: "
                           "expected 'builtin' or 'promptsource'.")
+  templates = templates_lib.builtin_templates()
+  needed = [k for k in promptsource_bridge.T0_EVAL_FOLDERS
+            if suite is None or k in {t.templates for t in suite.tasks}]
+  if prompt_source == "promptsource" and needed:
+    templates.update(promptsource_bridge.load_t0_templates(needed))
   return templates
+
+
+def _prompt_source_of(templates: Sequence) -> str:
+  kinds = {isinstance(t, promptsource_bridge.PromptsourceTemplate) for t in templates}
+  return {frozenset({True}): "promptsource", frozenset({False}): "builtin"}.get(
+      frozenset(kinds), "mixed")
 
 
 def evaluate(model: Any, params: Any, vocabulary: Any, suite: str | suites_lib.Suite,
@@ -167,14 +182,16 @@ def evaluate(model: Any, params: Any, vocabulary: Any, suite: str | suites_lib.S
              max_examples: int | None = None,
              embedded_examples: int = embedded.DEFAULT_EXAMPLES,
              tfds_data_dir: str | None = None, download: bool = False,
-             checkpoint: Mapping[str, Any] | None = None) -> dict:
+             checkpoint: Mapping[str, Any] | None = None,
+             prompt_source: str = "promptsource") -> dict:
   """Scores `suite` and returns (and writes to output_dir/results.json) the results dict.
 
   `checkpoint` ({"path", "step_dir", "step"}) is recorded as given. Raises EvalConfigError when no
-  task could be scored (after writing the results, see write_results).
+  task could be scored (after writing the results, see write_results). `templates` (default:
+  get_templates(prompt_source, suite)) maps each task's template key to its prompts.
   """
   suite = suites_lib.get_suite(suite) if isinstance(suite, str) else suite
-  templates = get_templates() if templates is None else templates
+  templates = get_templates(prompt_source, suite) if templates is None else templates
   check_templates(suite, templates)
   check_dirs(output_dir, local_data_dir)
   if scorer is None:
@@ -227,13 +244,20 @@ def evaluate(model: Any, params: Any, vocabulary: Any, suite: str | suites_lib.S
         per_prompt[prompt_name] = aggregation.prompt_metrics(exs, got)
     tasks[name] = aggregation.task_summary(per_prompt)
   scoring = getattr(scorer, "config", None)
+  used = [t for task in suite.tasks for t in templates[task.templates][:suite.max_prompts]]
+  source = _prompt_source_of(used)
   results = {
       "suite": suite.name,
       "tasks": tasks,
       "missing": missing,
       "aggregate": aggregation.suite_aggregate(tasks),
       "protocol": {"description": suite.description, "prompt_eos": suite.prompt_eos,
-                   "option_eos": suite.option_eos, "max_prompts": suite.max_prompts,
+                   "option_eos": suite.option_eos, "eos_rule": suite.eos_rule,
+                   "prompt_source": source,
+                   "promptsource_version": (promptsource_bridge.version()
+                                            if source != "builtin" else None),
+                   "prompts_per_task": {name: len(plan) for name, (_, plan) in plans.items()},
+                   "max_prompts": suite.max_prompts,
                    "max_examples": max_examples, "embedded_examples": embedded_examples,
                    "metric": "accuracy", "aggregate": "median over prompts, mean over tasks",
                    "scoring": dataclasses.asdict(scoring) if dataclasses.is_dataclass(scoring)
@@ -313,15 +337,17 @@ def evaluate_checkpoint(model: Any = gin.REQUIRED, vocabulary: Any = gin.REQUIRE
                         max_examples: int | None = None,
                         embedded_examples: int = embedded.DEFAULT_EXAMPLES,
                         tfds_data_dir: str | None = None, download: bool = False,
-                        prompt_source: str = "builtin") -> dict:
+                        prompt_source: str = "promptsource") -> dict:
   """The gin-configured evaluation: checks suite, prompts and folders first, restores, evaluates.
 
-  tfds_data_dir defaults to the command line's --tfds_data_dir (t5x's flag).
+  tfds_data_dir defaults to the command line's --tfds_data_dir (t5x's flag). prompt_source:
+  'promptsource' (T0's 116 prompts for t0_eval, as the paper) or 'builtin' (this project's own).
   """
   tfds_data_dir = tfds_data_dir or gin_utils.tfds_data_dir()
   # Everything cheap to check fails before the restore.
-  templates = get_templates(prompt_source)
-  check_templates(suites_lib.get_suite(suite), templates)
+  suite_spec = suites_lib.get_suite(suite)
+  templates = get_templates(prompt_source, suite_spec)
+  check_templates(suite_spec, templates)
   check_dirs(output_dir, local_data_dir)
   step_dir = checkpoints.resolve_step_dir(checkpoint_path)
   params = restore_for_eval(model, step_dir)
