@@ -8,12 +8,13 @@ r"""Zero-shot evaluation of a checkpoint on a suite, by rank classification.
 writes EVAL_OUTPUT_DIR/results.json: {"suite", "tasks": {task: {"prompts": {name: {"accuracy",
 "acc_norm", "n", "random_baseline"}}, "median", "spread": {"min", "max"}, "n", "random_baseline"}},
 "missing": {task: reason}, "aggregate": {"mean_of_medians", "normalized_mean", "n_tasks"}} plus
-"protocol" (how options were scored), "checkpoint" ({"path", "step_dir", "step"}) and "harness"
-(the git commit, else the package version). Python: `evaluate(model, params, vocabulary, suite,
-...)` and `run(gin_files, gin_bindings)`.
+"protocol" (EOS rules, prompt source and prompts per task, scoring), "checkpoint" ({"path",
+"step_dir", "step"}) and "harness" (the git commit, else the package version). Python:
+`evaluate(model, params, vocabulary, suite, ...)` and `run(gin_files, gin_bindings)`.
 
-EVAL_OUTPUT_DIR (a writable folder, created if absent) and LOCAL_DATA_DIR (an existing folder) are
-checked before the checkpoint is restored. An evaluation that scores no task is an error listing
+EVAL_OUTPUT_DIR (a writable folder, created if absent), LOCAL_DATA_DIR (an existing folder) and
+the prompts (t0_eval: T0's promptsource templates by default) are checked before the checkpoint is
+restored. An evaluation that scores no task is an error listing
 every task and where it was looked for; its results never replace a results.json that has scores
 (they go beside it, results.<UTC time>.json). The command line exits 2 with one `error:` line for
 bad input (suite, task, paths, checkpoint, templates, a malformed data row).
@@ -150,7 +151,7 @@ def _plan_task(examples: list[dict], templates: Sequence[templates_lib.Template]
 
 def get_templates(prompt_source: str = "promptsource",
                   suite: suites_lib.Suite | None = None) -> dict[str, list]:
-  """'promptsource' (T0's own prompts for t0_eval, the default) or 'builtin' (eval/templates/*.yaml).
+  """'promptsource' (T0's own prompts for t0_eval; the default) or 'builtin' (eval/templates/).
 
   Only t0_eval's tasks have promptsource templates; the other suites keep their own either way, so
   the package is read only when `suite` (None: any) has a T0-Eval task, and its absence is then an

@@ -47,8 +47,9 @@ def test_suites_carry_the_papers_eos_rules():
 def _rows(arch, pair):
   scorer = rc.ModelScorer(models.get_model(arch, _CFG), None, ByteVocab(),
                           rc.ScoringConfig(row_length=16))
-  items = scorer._items([pair])  # pylint: disable=protected-access
-  build = scorer._ed_batches if scorer.is_encoder_decoder else scorer._decoder_batches  # pylint: disable=protected-access
+  # pylint: disable=protected-access
+  items = scorer._items([pair])
+  build = scorer._ed_batches if scorer.is_encoder_decoder else scorer._decoder_batches
   ((feats, spans),) = list(build(items))
   return scorer.is_encoder_decoder, feats, spans
 
