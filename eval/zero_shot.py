@@ -33,6 +33,7 @@ import dataclasses
 import datetime
 import functools
 import importlib.metadata
+import inspect
 import json
 import logging
 import pathlib
@@ -358,6 +359,21 @@ def evaluate_checkpoint(model: Any = gin.REQUIRED, vocabulary: Any = gin.REQUIRE
                   download=download, checkpoint={"path": str(checkpoint_path),
                                                  "step_dir": str(step_dir),
                                                  "step": int(step_dir.name)})
+
+
+def check_prompts(suite: str) -> None:
+  """With an eval stage's gin parsed: `suite` and the prompts it needs under its prompt_source.
+
+  The grid calls this for every eval stage before anything trains, so an absent promptsource stops
+  a T0-Eval grid at once rather than after pretraining.
+  """
+  try:
+    source = gin.query_parameter("eval.zero_shot.evaluate_checkpoint.prompt_source")
+  except ValueError:  # not bound: evaluate_checkpoint's default
+    source = inspect.signature(evaluate_checkpoint).parameters["prompt_source"].default
+  spec = suites_lib.get_suite(suite)
+  if isinstance(source, str):  # a macro or reference is resolved only when the stage runs
+    check_templates(spec, get_templates(source, spec))
 
 
 gin.external_configurable(rc.ScoringConfig, module="eval.rank_classification")

@@ -262,3 +262,33 @@ def test_t0_eval_on_shared_data_uses_t0_prompts_and_records_them(shared_data, tm
   on_disk = json.loads((tmp_path / "results.json").read_text())["protocol"]
   assert on_disk["prompts_per_task"]["cb"] == 15 and on_disk["promptsource_version"] == "0.2.3"
   assert set(r["tasks"]["copa"]["prompts"]) == set(bridge.T0_EVAL_PROMPTS["copa"])
+
+
+def test_grid_preflight_stops_a_t0_eval_grid_without_promptsource(tmp_path, monkeypatch):
+  from experiments import grid  # pylint: disable=g-import-not-at-top
+  from experiments import grid_plan  # pylint: disable=g-import-not-at-top
+  from experiments import grid_spec  # pylint: disable=g-import-not-at-top
+  gin_file = tmp_path / "g.gin"
+  gin_file.write_text(f"""
+import experiments.grid_spec
+GRID_DIR = '{tmp_path / 'out'}'
+experiments.grid_spec.grid_definition.name = 't0'
+experiments.grid_spec.grid_definition.gin_files = ['gin_configs/data/embedded.gin',
+                                                   'gin_configs/local_tiny.gin']
+experiments.grid_spec.grid_definition.pretrain_steps = 2
+experiments.grid_spec.grid_definition.batch_size = 2
+experiments.grid_spec.grid_definition.feature_lengths = {{'full_lm': {{'targets': 32}}}}
+experiments.grid_spec.grid_definition.mtf_steps = 2
+experiments.grid_spec.grid_definition.mtf_batch_size = 2
+experiments.grid_spec.grid_definition.mtf_feature_lengths = {{'inputs': 48, 'targets': 16}}
+experiments.grid_spec.grid_definition.suites = ['t0_eval']
+experiments.grid_spec.grid_definition.cells = [
+    {{'name': 'A', 'arch': 'causal_decoder', 'objective': 'full_lm',
+      'stages': ['pretrain', 'eval']}}]
+""")
+  g, _ = grid_spec.load([str(gin_file)])
+  stages = grid_plan.plan(g, str(tmp_path / "out"))
+  assert not grid.preflight(stages)
+  monkeypatch.setitem(sys.modules, "promptsource", None)
+  with pytest.raises(grid.GridError, match=r"eval_pretrain\.t0_eval: .*needs T0's templates"):
+    grid.preflight(stages)
