@@ -12,12 +12,12 @@ writes EVAL_OUTPUT_DIR/results.json: {"suite", "tasks": {task: {"prompts": {name
 "step_dir", "step"}) and "harness" (the git commit, else the package version). Python:
 `evaluate(model, params, vocabulary, suite, ...)` and `run(gin_files, gin_bindings)`.
 
-EVAL_OUTPUT_DIR (a writable folder, created if absent), LOCAL_DATA_DIR (an existing folder) and
-the prompts (t0_eval: T0's promptsource templates by default) are checked before the checkpoint is
-restored. An evaluation that scores no task is an error listing
-every task and where it was looked for; its results never replace a results.json that has scores
-(they go beside it, results.<UTC time>.json). The command line exits 2 with one `error:` line for
-bad input (suite, task, paths, checkpoint, templates, a malformed data row).
+EVAL_OUTPUT_DIR (a writable folder, created if absent), LOCAL_DATA_DIR (an existing folder) and the
+prompts (t0_eval: T0's promptsource templates by default) are checked before the checkpoint is
+restored. An evaluation that scores no task is an error listing every task and where it was looked
+for; its results never replace a results.json that has scores (they go beside it, results.<UTC
+time>.json). The command line exits 2 with one `error:` line for bad input (suite, task, paths,
+checkpoint, templates, a malformed data row).
 
 Every model sees the same examples, options and prompts: data sets are read in their fixed order,
 embedded families are generated from fixed seeds, and nothing depends on the model or objective.
