@@ -4,6 +4,13 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 TEST_STAMP := $(VENV)/.installed-test
+# T0's own prompts (the default prompts of the t0_eval suite) are the template files of promptsource
+# 0.2.3. That release declares Python >=3.7,<3.10 and pins streamlit 0.82, black, isort and
+# `datasets`, none of which the harness uses: it reads the package's YAML files only
+# (eval/promptsource_bridge.py) and never imports its code. So it comes from the registry without
+# its dependencies and without the Python check. The stamp names the version: a new pin reinstalls.
+PROMPTSOURCE_VERSION := 0.2.3
+PROMPTSOURCE_STAMP := $(VENV)/.installed-promptsource-$(PROMPTSOURCE_VERSION)
 GRID_DIR ?= runs/embedded_smoke
 PYTEST_ARGS ?=
 # pip prints errors only; `make demo PIP_QUIET=` shows all its lines.
@@ -24,13 +31,18 @@ $(TEST_STAMP): pyproject.toml | $(PY)
 	$(PY) -m pip install $(PIP_QUIET) -e ".[test]"
 	touch $@ $(STAMP)
 
-install: $(STAMP)
-install-test: $(TEST_STAMP)
+$(PROMPTSOURCE_STAMP): | $(PY)
+	$(PY) -m pip install $(PIP_QUIET) --no-deps --ignore-requires-python \
+	  promptsource==$(PROMPTSOURCE_VERSION)
+	touch $@
 
-demo: $(STAMP)
+install: $(STAMP) $(PROMPTSOURCE_STAMP)
+install-test: $(TEST_STAMP) $(PROMPTSOURCE_STAMP)
+
+demo: install
 	$(PY) -m experiments.grid --gin_file=gin_configs/grids/embedded_smoke.gin --gin.GRID_DIR="'$(GRID_DIR)'"
 
-test: $(TEST_STAMP)
+test: install-test
 	$(PY) -m pytest -n 2 --durations=25 $(PYTEST_ARGS)
 
 clean:

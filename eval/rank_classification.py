@@ -30,8 +30,11 @@ import numpy as np
 import tqdm
 
 _PACK_WINDOW = 16
-# (prompt, option, EOS after the prompt, EOS after the option). Encoder-decoder prompts that would
-# be empty always get the EOS: an encoder row with no token has nothing to attend to.
+# (prompt, option, EOS after the prompt, EOS after the option); each suite sets the two flags
+# (eval/suites.py: T0-Eval scores the option's EOS and gives the prompt none). The option's EOS is a
+# scored target token (decoder side for every architecture); the prompt's EOS, when asked, is the
+# last input token. Encoder-decoder prompts that would be empty always get the EOS: an encoder row
+# with no token has nothing to attend to.
 Pair = tuple[str, str, bool, bool]
 # (prefix ids, continuation ids): scored exactly as given (eval/continuation.py).
 TokenPair = tuple[Sequence[int], Sequence[int]]

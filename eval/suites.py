@@ -1,12 +1,21 @@
 """The evaluation suites: which data sets, which prompts, which scoring protocol.
 
-- t0_eval: T0's held-out datasets (validation); summed log-prob with EOS after prompt and option
-  (as T0's seqio tasks), no length normalisation; median over prompts per task, mean over tasks.
+- t0_eval: T0's held-out datasets (validation) with T0's 116 promptsource prompts (default; or this
+  project's own with prompt_source='builtin'); summed log-prob of each option followed by its EOS,
+  no EOS after the prompt (T0's seqio tasks: `inputs` add_eos=False, `targets` add_eos=True), no
+  length normalisation; median over prompts per task, mean over tasks.
 - eai_eval: the paper's 30 lm-evaluation-harness tasks in lm-eval 0.2.0's own wording and metric
   (acc; MultiRC acc_all; LAMBADA, TriviaQA and WebQuestions by greedy match), continuation scoring
-  without EOS, prompts cut to their last 512 tokens (gin: eval.suites.eai_eval.max_prompt_length).
-- blimp: the 67 BLiMP paradigms, good vs bad sentence with an empty prompt.
-- embedded: the held-out families generated from the embedded corpus's held-out plays.
+  without EOS on either side, prompts cut to their last 512 tokens (gin:
+  eval.suites.eai_eval.max_prompt_length).
+- blimp: the 67 BLiMP paradigms, good vs bad sentence with an empty prompt, no EOS (as
+  lm-evaluation-harness scores whole sentences).
+- embedded: the held-out families generated from the embedded corpus's held-out plays; no EOS, as
+  EAI-Eval: the options (a line, a word, a Yes/No) sit in the middle of text, where the pretraining
+  stream has no EOS (it marks only the end of a document).
+
+Encoder-decoder models always read an EOS when a prompt is empty (blimp): an encoder row with no
+token has nothing to attend to. Every suite's rule is written to results.json's `protocol`.
 
 A suite name may be narrowed to some of its tasks: 'eai_eval:copa,rte', 'embedded:word_order'.
 """
@@ -40,8 +49,9 @@ class TaskSpec:
 class Suite:
   name: str
   tasks: tuple[TaskSpec, ...]
-  prompt_eos: bool  # EOS after the prompt (T0's inputs carry one)
+  prompt_eos: bool  # EOS after the prompt (none of the paper's protocols adds one)
   option_eos: bool  # EOS after each option (T0 scores it, lm-evaluation-harness does not)
+  eos_rule: str = ""  # where the rule comes from, for results.json
   max_prompts: int | None = None  # None: every template of the task
   description: str = ""
   max_prompt_length: int | None = None  # prompt tokens kept (the last ones); None: scoring config's
@@ -122,6 +132,7 @@ def _eai_tasks() -> tuple[TaskSpec, ...]:
 def eai_eval(max_prompt_length: int | None = EAI_MAX_PROMPT_LENGTH) -> Suite:
   """EAI-Eval; gin: eval.suites.eai_eval.max_prompt_length (None: the scoring config's limit)."""
   return Suite("eai_eval", _eai_tasks(), prompt_eos=False, option_eos=False, max_prompts=1,
+               eos_rule="lm-evaluation-harness: no EOS on either side",
                description="lm-evaluation-harness tasks, acc (multirc acc_all)",
                max_prompt_length=max_prompt_length, reference=EAI_REFERENCE,
                deviations=_EAI_DEVIATIONS)
@@ -140,13 +151,22 @@ def _embedded_tasks() -> tuple[TaskSpec, ...]:
 
 
 _SUITES = {
-    "t0_eval": lambda: Suite("t0_eval", _t0_tasks(), prompt_eos=True, option_eos=True,
-                             description="T0 held-out datasets, median over prompts"),
+    "t0_eval": lambda: Suite(
+        "t0_eval", _t0_tasks(), prompt_eos=False, option_eos=True,
+        eos_rule="T0's seqio tasks: inputs add_eos=False, targets add_eos=True (each option is "
+                 "scored with its EOS; the prompt has none)",
+        description="T0 held-out datasets, median over prompts"),
     "eai_eval": eai_eval,
-    "blimp": lambda: Suite("blimp", _blimp_tasks(), prompt_eos=False, option_eos=False,
-                           description="BLiMP minimal pairs, per paradigm"),
-    "embedded": lambda: Suite("embedded", _embedded_tasks(), prompt_eos=False, option_eos=False,
-                              description="held-out families of the embedded corpus"),
+    "blimp": lambda: Suite(
+        "blimp", _blimp_tasks(), prompt_eos=False, option_eos=False,
+        eos_rule="lm-evaluation-harness: whole sentences, no EOS (encoder-decoder: the empty "
+                 "prompt is one EOS)",
+        description="BLiMP minimal pairs, per paradigm"),
+    "embedded": lambda: Suite(
+        "embedded", _embedded_tasks(), prompt_eos=False, option_eos=False,
+        eos_rule="no EOS on either side, as eai_eval: options sit mid-text, where pretraining "
+                 "text has none",
+        description="held-out families of the embedded corpus"),
 }
 SUITE_NAMES = tuple(_SUITES)
 

@@ -8,17 +8,18 @@ r"""Zero-shot evaluation of a checkpoint on a suite, by rank classification.
 writes EVAL_OUTPUT_DIR/results.json: {"suite", "tasks": {task: {"prompts": {name: {"accuracy",
 "acc_norm", "n", "random_baseline"}}, "metric", "median", "spread": {"min", "max"}, "n",
 "random_baseline"}}, "missing": {task: reason}, "aggregate": {"mean_of_medians", "normalized_mean",
-"n_tasks"}} plus "protocol" (how options were scored, the reference protocol, each task's metric,
-deviations), "checkpoint" ({"path", "step_dir", "step"}) and "harness" (the git commit, else the
-package version); with CONTINUATION_LOSS = True also "continuation_loss" (held-out nats per token,
-eval/continuation.py). Python: `evaluate(model, params, vocabulary, suite,
-...)` and `run(gin_files, gin_bindings)`.
+"n_tasks"}} plus "protocol" (EOS rules, prompt source and prompts per task, scoring, the reference
+protocol, each task's metric, deviations), "checkpoint" ({"path", "step_dir", "step"}) and
+"harness" (the git commit, else the package version); with CONTINUATION_LOSS = True also
+"continuation_loss" (held-out nats per token, eval/continuation.py). Python: `evaluate(model,
+params, vocabulary, suite, ...)` and `run(gin_files, gin_bindings)`.
 
-EVAL_OUTPUT_DIR (a writable folder, created if absent) and LOCAL_DATA_DIR (an existing folder) are
-checked before the checkpoint is restored. An evaluation that scores no task is an error listing
-every task and where it was looked for; its results never replace a results.json that has scores
-(they go beside it, results.<UTC time>.json). The command line exits 2 with one `error:` line for
-bad input (suite, task, paths, checkpoint, templates, a malformed data row).
+EVAL_OUTPUT_DIR (a writable folder, created if absent), LOCAL_DATA_DIR (an existing folder) and the
+prompts (t0_eval: T0's promptsource templates by default) are checked before the checkpoint is
+restored. An evaluation that scores no task is an error listing every task and where it was looked
+for; its results never replace a results.json that has scores (they go beside it, results.<UTC
+time>.json). The command line exits 2 with one `error:` line for bad input (suite, task, paths,
+checkpoint, templates, a malformed data row).
 
 Every model sees the same examples, options and prompts: data sets are read in their fixed order,
 embedded families are generated from fixed seeds, and nothing depends on the model or objective.
@@ -34,6 +35,7 @@ import dataclasses
 import datetime
 import functools
 import importlib.metadata
+import inspect
 import json
 import logging
 import pathlib
@@ -48,6 +50,7 @@ import jax
 from eval import aggregation
 from eval import continuation as continuation_lib
 from eval import loaders
+from eval import promptsource_bridge
 from eval import rank_classification as rc
 from eval import suites as suites_lib
 from eval import templates as templates_lib
@@ -61,6 +64,7 @@ RESULTS_FILE = "results.json"
 _REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
 _PACKAGE = "zeroshot-harness"
 _LISTED_MISSING = 8  # tasks listed with their reasons when nothing was scored
+PROMPT_SOURCES = ("promptsource", "builtin")
 
 
 class EvalConfigError(ConfigError):
@@ -150,16 +154,29 @@ def _plan_task(examples: list[dict], templates: Sequence[templates_lib.Template]
   return plan
 
 
-def get_templates(prompt_source: str = "builtin") -> dict[str, list]:
-  """'builtin' (eval/templates/*.yaml) or 'promptsource' (T0's own prompts for t0_eval)."""
-  templates = templates_lib.builtin_templates()
-  if prompt_source == "promptsource":
-    from eval import promptsource_bridge  # pylint: disable=g-import-not-at-top
-    templates.update(promptsource_bridge.load_t0_templates())
-  elif prompt_source != "builtin":
+def get_templates(prompt_source: str = "promptsource",
+                  suite: suites_lib.Suite | None = None) -> dict[str, list]:
+  """'promptsource' (T0's own prompts for t0_eval; the default) or 'builtin' (eval/templates/).
+
+  Only t0_eval's tasks have promptsource templates; the other suites keep their own either way, so
+  the package is read only when `suite` (None: any) has a T0-Eval task, and its absence is then an
+  error (PromptsourceError), never a silent switch to other prompts.
+  """
+  if prompt_source not in PROMPT_SOURCES:
     raise EvalConfigError(f"eval.zero_shot.evaluate_checkpoint.prompt_source = {prompt_source!r}: "
                           "expected 'builtin' or 'promptsource'.")
+  templates = templates_lib.builtin_templates()
+  needed = [k for k in promptsource_bridge.T0_EVAL_FOLDERS
+            if suite is None or k in {t.templates for t in suite.tasks}]
+  if prompt_source == "promptsource" and needed:
+    templates.update(promptsource_bridge.load_t0_templates(needed))
   return templates
+
+
+def _prompt_source_of(templates: Sequence) -> str:
+  kinds = {isinstance(t, promptsource_bridge.PromptsourceTemplate) for t in templates}
+  return {frozenset({True}): "promptsource", frozenset({False}): "builtin"}.get(
+      frozenset(kinds), "mixed")
 
 
 def evaluate(model: Any, params: Any, vocabulary: Any, suite: str | suites_lib.Suite,
@@ -172,15 +189,17 @@ def evaluate(model: Any, params: Any, vocabulary: Any, suite: str | suites_lib.S
              embedded_examples: int = embedded.DEFAULT_EXAMPLES,
              tfds_data_dir: str | None = None, download: bool = False,
              checkpoint: Mapping[str, Any] | None = None,
-             continuation: continuation_lib.Windows | None = None) -> dict:
+             continuation: continuation_lib.Windows | None = None,
+             prompt_source: str = "promptsource") -> dict:
   """Scores `suite` and returns (and writes to output_dir/results.json) the results dict.
 
   `checkpoint` ({"path", "step_dir", "step"}) is recorded as given. `continuation` (held-out
   windows, eval/continuation.py) adds the "continuation_loss" block. Raises EvalConfigError when no
-  task could be scored (after writing the results, see write_results).
+  task could be scored (after writing the results, see write_results). `templates` (default:
+  get_templates(prompt_source, suite)) maps each task's template key to its prompts.
   """
   suite = suites_lib.get_suite(suite) if isinstance(suite, str) else suite
-  templates = get_templates() if templates is None else templates
+  templates = get_templates(prompt_source, suite) if templates is None else templates
   check_templates(suite, templates)
   check_dirs(output_dir, local_data_dir)
   if scorer is None:
@@ -236,13 +255,20 @@ def evaluate(model: Any, params: Any, vocabulary: Any, suite: str | suites_lib.S
         per_prompt[prompt_name] = aggregation.prompt_metrics(exs, got)
     tasks[name] = aggregation.task_summary(per_prompt, metric=task.metric)
   scoring = getattr(scorer, "config", None)
+  used = [t for task in suite.tasks for t in templates[task.templates][:suite.max_prompts]]
+  source = _prompt_source_of(used)
   results = {
       "suite": suite.name,
       "tasks": tasks,
       "missing": missing,
       "aggregate": aggregation.suite_aggregate(tasks),
       "protocol": {"description": suite.description, "prompt_eos": suite.prompt_eos,
-                   "option_eos": suite.option_eos, "max_prompts": suite.max_prompts,
+                   "option_eos": suite.option_eos, "eos_rule": suite.eos_rule,
+                   "prompt_source": source,
+                   "promptsource_version": (promptsource_bridge.version()
+                                            if source != "builtin" else None),
+                   "prompts_per_task": {name: len(plan) for name, (_, plan) in plans.items()},
+                   "max_prompts": suite.max_prompts,
                    "max_examples": max_examples, "embedded_examples": embedded_examples,
                    "metric": "accuracy", "aggregate": "median over prompts, mean over tasks",
                    "scoring": dataclasses.asdict(scoring) if dataclasses.is_dataclass(scoring)
@@ -325,18 +351,20 @@ def evaluate_checkpoint(model: Any = gin.REQUIRED, vocabulary: Any = gin.REQUIRE
                         max_examples: int | None = None,
                         embedded_examples: int = embedded.DEFAULT_EXAMPLES,
                         tfds_data_dir: str | None = None, download: bool = False,
-                        prompt_source: str = "builtin", continuation_loss: bool = False,
+                        prompt_source: str = "promptsource", continuation_loss: bool = False,
                         corpus: str | None = None,
                         continuation_config: continuation_lib.ContinuationConfig | None = None
                         ) -> dict:
   """The gin-configured evaluation: checks suite, prompts and folders first, restores, evaluates.
 
-  tfds_data_dir defaults to the command line's --tfds_data_dir (t5x's flag).
+  tfds_data_dir defaults to the command line's --tfds_data_dir (t5x's flag). prompt_source:
+  'promptsource' (T0's 116 prompts for t0_eval, as the paper) or 'builtin' (this project's own).
   """
   tfds_data_dir = tfds_data_dir or gin_utils.tfds_data_dir()
   # Everything cheap to check fails before the restore.
-  templates = get_templates(prompt_source)
-  check_templates(suites_lib.get_suite(suite), templates)
+  suite_spec = suites_lib.get_suite(suite)
+  templates = get_templates(prompt_source, suite_spec)
+  check_templates(suite_spec, templates)
   check_dirs(output_dir, local_data_dir)
   windows = continuation_lib.run_windows(
       corpus, vocabulary, continuation_config, scoring_config or rc.ScoringConfig()
@@ -350,6 +378,21 @@ def evaluate_checkpoint(model: Any = gin.REQUIRED, vocabulary: Any = gin.REQUIRE
                                                  "step_dir": str(step_dir),
                                                  "step": int(step_dir.name)},
                   continuation=windows)
+
+
+def check_prompts(suite: str) -> None:
+  """With an eval stage's gin parsed: `suite` and the prompts it needs under its prompt_source.
+
+  The grid calls this for every eval stage before anything trains, so an absent promptsource stops
+  a T0-Eval grid at once rather than after pretraining.
+  """
+  try:
+    source = gin.query_parameter("eval.zero_shot.evaluate_checkpoint.prompt_source")
+  except ValueError:  # not bound: evaluate_checkpoint's default
+    source = inspect.signature(evaluate_checkpoint).parameters["prompt_source"].default
+  spec = suites_lib.get_suite(suite)
+  if isinstance(source, str):  # a macro or reference is resolved only when the stage runs
+    check_templates(spec, get_templates(source, spec))
 
 
 gin.external_configurable(rc.ScoringConfig, module="eval.rank_classification")

@@ -119,6 +119,7 @@ def _parse_stage(stage: Stage) -> None:
   if stage.kind == "eval":
     from eval import zero_shot
     zero_shot.parse(stage.gin_files, stage.bindings)
+    zero_shot.check_prompts(stage.suite)  # e.g. T0's promptsource templates installed
   else:
     from experiments import loop
     loop.parse_and_check(stage.gin_files, stage.bindings)

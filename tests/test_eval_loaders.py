@@ -126,6 +126,9 @@ def test_tfds_converters_give_canonical_fields():
   assert wg["continuation"] == "won." and wg["label"] == 1
   local_wg = local.winogrande_example(wg["context_options"], wg["continuation"], 1)
   assert local_wg["sentence"] == "The cup beat the jar so the _ won."  # word-level back-off
+  # lm-evaluation-harness's file lost the blank's spacing: none before punctuation (Hugging Face's).
+  assert local.winogrande_example(["He took Tom", "He took Ann"], "'s car.", 0)["sentence"] == (
+      "He took _'s car.")
   copa = next(tfds_loaders.CONVERTERS["copa"](
       {"premise": b"It rained.", "choice1": b"We got wet.", "choice2": b"It was dry.",
        "question": b"effect", "label": 0}))

@@ -15,6 +15,7 @@ decoder's initial parameters, saved once: no training.
 import json
 import re
 import subprocess
+import sys
 
 import gin
 import jax
@@ -158,6 +159,10 @@ def test_results_record_checkpoint_harness_and_protocol(model_dir, tmp_path):
   assert (protocol["prompt_eos"], protocol["option_eos"], protocol["max_prompts"]) == (
       False, False, 1)
   assert protocol["scoring"]["max_length"] == 1024 and protocol["description"]
+  # EAI-Eval keeps its own single prompt whatever prompt_source says; the EOS rule is stated.
+  assert (protocol["prompt_source"], protocol["promptsource_version"]) == ("builtin", None)
+  assert protocol["prompts_per_task"] == {"headqa": 1}
+  assert protocol["eos_rule"] == "lm-evaluation-harness: no EOS on either side"
   assert json.loads((out / "results.json").read_text())["checkpoint"]["step"] == _STEP
 
 
@@ -184,6 +189,17 @@ def test_expected_errors_are_one_line_and_exit_2(model_dir, tmp_path, capsys, su
   assert testing.cli_exit_code(zero_shot.main, argv) == 2
   line = _error_line(capsys)
   assert re.match("error: " + match, line), line
+
+
+def test_t0_prompts_absent_stop_before_the_restore(tmp_path, capsys, monkeypatch):
+  monkeypatch.setitem(sys.modules, "promptsource", None)  # as if not installed
+  # The checkpoint does not exist either: the templates are checked first.
+  argv = _argv(f"{tmp_path}/nothing", "t0_eval:cb")
+  assert testing.cli_exit_code(zero_shot.main, argv) == 2
+  line = _error_line(capsys)
+  assert re.match(r"error: eval\.zero_shot\.evaluate_checkpoint\.prompt_source = 'promptsource' "
+                  r"\(the default for t0_eval\) needs T0's templates", line), line
+  assert "make install" in line
 
 
 def test_templates_a_suite_needs_but_not_loaded_are_a_config_error():

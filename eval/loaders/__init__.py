@@ -56,9 +56,11 @@ DATASETS: dict[str, DatasetSpec] = {
     "copa": DatasetSpec(local=(("multiple_choice/copa.jsonl", local.copa_multiple_choice),
                                ("superglue/copa_val.jsonl", local.superglue_copa)),
                         tfds=("super_glue/copa", "validation", "copa")),
-    "hellaswag": DatasetSpec(local=(_mc("hellaswag"),),
+    "hellaswag": DatasetSpec(local=(("multiple_choice/hellaswag.jsonl",
+                                     local.hellaswag_multiple_choice),),
                              tfds=("hellaswag", "validation", "hellaswag")),
-    "story_cloze": DatasetSpec(local=(_mc("story_cloze"),),
+    "story_cloze": DatasetSpec(local=(("multiple_choice/story_cloze.jsonl",
+                                       local.story_cloze_multiple_choice),),
                                tfds=("story_cloze/2016", "validation", "story_cloze"),
                                manual_dir=True),
     # EAI-Eval extras (lm-evaluation-harness 0.2.0's splits: test if it has one, else validation).

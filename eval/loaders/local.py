@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import pathlib
+import re
 from typing import Any, Callable, Mapping, Sequence
 
 from eval.loaders.errors import DatasetUnavailable, LoaderError
@@ -203,6 +204,9 @@ def copa_multiple_choice(path: pathlib.Path) -> list[dict]:
   return out
 
 
+_NO_SPACE_BEFORE = frozenset("'’.,;:!?)")
+
+
 def winogrande_example(context_options: Sequence[str], continuation: str, label: int) -> dict:
   """Canonical Winogrande: partial-scoring fields plus the blanked sentence and the two options."""
   a, b = context_options
@@ -211,8 +215,10 @@ def winogrande_example(context_options: Sequence[str], continuation: str, label:
     n += 1
   n = a.rfind(" ", 0, n) + 1 if (n < len(a) or n < len(b)) else n  # back off to a word start
   option1, option2 = a[n:], b[n:]
+  # The file dropped the space after the blank: none before punctuation ("_'s", "_.").
+  space = "" if continuation[:1] in _NO_SPACE_BEFORE else " "
   return {"context_options": list(context_options), "continuation": continuation,
-          "sentence": f"{a[:n]}_ {continuation}", "option1": option1, "option2": option2,
+          "sentence": f"{a[:n]}_{space}{continuation}", "option1": option1, "option2": option2,
           "answer": str(label + 1), "label": label}
 
 
@@ -223,6 +229,73 @@ def winogrande(path: pathlib.Path) -> list[dict]:
     opts = _choices(path, line_no, row, "context_options")
     _check(len(opts) == 2, path, line_no, "context_options", "exactly 2 contexts", opts)
     out.append(winogrande_example(opts, row["continuation"], _gold(path, line_no, row, 2)))
+  return out
+
+
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
+
+
+def hellaswag_example(activity_label: str, ctx: str, endings: Sequence[str], label: int) -> dict:
+  """Canonical HellaSwag: {query, choices, label} plus Hugging Face's names (promptsource reads
+  ctx, ctx_a, ctx_b, endings, activity_label).
+
+  TFDS and lm-evaluation-harness give only the joined context, so ctx_a / ctx_b are recovered: an
+  unfinished last sentence (ActivityNet's ctx_b, e.g. 'then') is ctx_b, the sentences before it
+  ctx_a; a context that ends a sentence (most WikiHow items) has an empty ctx_b.
+  """
+  ctx = ctx.strip()
+  parts = _SENTENCE_END.split(ctx)
+  ctx_a, ctx_b = ctx, ""
+  if len(parts) > 1 and not ctx.endswith((".", "!", "?")):
+    ctx_b = parts[-1]
+    ctx_a = ctx[:len(ctx) - len(ctx_b)].rstrip()
+  endings = list(endings)
+  return {"query": f"{activity_label}: {ctx}" if activity_label else ctx, "choices": endings,
+          "label": label, "ctx": ctx, "ctx_a": ctx_a, "ctx_b": ctx_b, "endings": endings,
+          "activity_label": activity_label}
+
+
+def hellaswag_multiple_choice(path: pathlib.Path) -> list[dict]:
+  """lm-evaluation-harness's HellaSwag ({query: 'activity: context', choices, gold}) with the
+  Hugging Face fields added; its capitalised ctx_b gets back its lower-case first letter."""
+  out = []
+  for ex in multiple_choice(path):
+    activity, sep, ctx = ex["query"].partition(": ")
+    if not sep:
+      activity, ctx = "", ex["query"]
+    full = hellaswag_example(activity, ctx, ex["choices"], ex["label"])
+    if full["ctx_b"]:
+      b = full["ctx_b"][:1].lower() + full["ctx_b"][1:]
+      full.update(ctx_b=b, ctx=f"{full['ctx_a']} {b}")
+    full["query"] = ex["query"]  # the file's own text for the EAI prompt
+    out.append(full)
+  return out
+
+
+def story_cloze_example(context: str, endings: Sequence[str], label: int) -> dict:
+  """Canonical StoryCloze: {query, choices, label} plus Hugging Face's names (promptsource reads
+  input_sentence_1..4, sentence_quiz1/2, answer_right_ending in 1..2).
+
+  The four input sentences are split from the joined context (TFDS and lm-evaluation-harness keep
+  only that); a context that does not split into exactly four keeps its tail in the fourth.
+  """
+  sentences = _SENTENCE_END.split(context.strip())
+  sentences = sentences[:3] + [" ".join(sentences[3:])] if len(sentences) >= 4 else (
+      sentences + [""] * (4 - len(sentences)))
+  endings = list(endings)
+  return {"query": context, "choices": endings, "label": label,
+          **{f"input_sentence_{i + 1}": s for i, s in enumerate(sentences)},
+          "sentence_quiz1": endings[0], "sentence_quiz2": endings[1],
+          "answer_right_ending": label + 1}
+
+
+def story_cloze_multiple_choice(path: pathlib.Path) -> list[dict]:
+  """StoryCloze as {query: the four sentences, choices: two endings, gold}."""
+  out = []
+  for line_no, row in read_jsonl(path, {"query": str, "choices": list, "gold": int}):
+    choices = _choices(path, line_no, row)
+    _check(len(choices) == 2, path, line_no, "choices", "exactly 2 endings", choices)
+    out.append(story_cloze_example(row["query"], choices, _gold(path, line_no, row, 2)))
   return out
 
 

@@ -69,28 +69,18 @@ def _clean(text: str) -> str:
 
 
 def _hellaswag(ex):
-  query = _clean(f"{_s(ex['activity_label'])}: {_s(ex['context'])}")
-  endings = [_clean(_s(e)) for e in ex["endings"]]
-  # ctx / endings / activity_label: the Hugging Face names promptsource's templates read.
-  yield {"query": query, "choices": endings, "label": int(ex["label"]),
-         "ctx": _s(ex["context"]), "ctx_a": _s(ex["context"]), "ctx_b": "", "endings": endings,
-         "raw_endings": [_s(e) for e in ex["endings"]], "activity_label": _s(ex["activity_label"])}
-
-
-_SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
+  full = local.hellaswag_example(_s(ex["activity_label"]), _s(ex["context"]),
+                                 [_s(e) for e in ex["endings"]], int(ex["label"]))
+  # The EAI prompt reads lm-evaluation-harness's cleaned text (lm_eval_docs cleans raw_endings);
+  # promptsource reads the raw fields.
+  full.update(query=_clean(f"{_s(ex['activity_label'])}: {_s(ex['context'])}"),
+              choices=[_clean(e) for e in full["endings"]], raw_endings=list(full["endings"]))
+  yield full
 
 
 def _story_cloze(ex):
-  context, endings = _s(ex["context"]), [_s(e) for e in ex["endings"]]
-  sentences = _SENTENCE_END.split(context.strip())
-  # The four input sentences under Hugging Face's names (promptsource); a context that does not
-  # split into exactly four keeps its tail together in the fourth.
-  sentences = sentences[:3] + [" ".join(sentences[3:])] if len(sentences) >= 4 else (
-      sentences + [""] * (4 - len(sentences)))
-  yield {"query": context, "choices": endings, "label": int(ex["label"]),
-         **{f"input_sentence_{i + 1}": s for i, s in enumerate(sentences)},
-         "sentence_quiz1": endings[0], "sentence_quiz2": endings[1],
-         "answer_right_ending": int(ex["label"]) + 1}
+  yield local.story_cloze_example(_s(ex["context"]), [_s(e) for e in ex["endings"]],
+                                  int(ex["label"]))
 
 
 def _openbookqa(ex):
