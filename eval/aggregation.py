@@ -27,6 +27,7 @@ class RankedExample:
   prompts: tuple[str, ...]
   choices: tuple[str, ...]
   gold: int
+  example_id: int | None = None  # position in the data set: names the example across cells
 
   def __post_init__(self):
     if len(self.prompts) != len(self.choices) or not self.choices:

@@ -9,7 +9,8 @@ writes EVAL_OUTPUT_DIR/results.json: {"suite", "tasks": {task: {"prompts": {name
 "acc_norm", "n", "random_baseline"}}, "median", "spread": {"min", "max"}, "n", "random_baseline"}},
 "missing": {task: reason}, "aggregate": {"mean_of_medians", "normalized_mean", "n_tasks"}} plus
 "protocol" (how options were scored), "checkpoint" ({"path", "step_dir", "step"}) and "harness"
-(the git commit, else the package version). Python: `evaluate(model, params, vocabulary, suite,
+(the git commit, else the package version), and beside it examples.jsonl.gz: every example's
+outcome (task, prompt, example id, chosen option, gold, option scores; eval/records.py). Python: `evaluate(model, params, vocabulary, suite,
 ...)` and `run(gin_files, gin_bindings)`.
 
 EVAL_OUTPUT_DIR (a writable folder, created if absent) and LOCAL_DATA_DIR (an existing folder) are
@@ -46,6 +47,7 @@ import jax
 from eval import aggregation
 from eval import loaders
 from eval import rank_classification as rc
+from eval import records as records_lib
 from eval import suites as suites_lib
 from eval import templates as templates_lib
 from eval.loaders import embedded
@@ -135,12 +137,12 @@ def _plan_task(examples: list[dict], templates: Sequence[templates_lib.Template]
   plan = {}
   for t in templates:
     rows = []
-    for ex in examples:
+    for i, ex in enumerate(examples):
       try:
         prompts, choices, gold = t.render_options(ex)
       except templates_lib.SkipExample:
         continue
-      rows.append(aggregation.RankedExample(tuple(prompts), tuple(choices), gold))
+      rows.append(aggregation.RankedExample(tuple(prompts), tuple(choices), gold, example_id=i))
     if rows:
       plan[t.name] = rows
   return plan
@@ -215,12 +217,13 @@ def evaluate(model: Any, params: Any, vocabulary: Any, suite: str | suites_lib.S
       fn = scorer.score if kind == suites_lib.RANK else scorer.greedy_match
       values[kind] = dict(zip(pairs, fn(pairs)))
 
-  tasks = {}
+  tasks, book = {}, records_lib.Recorder()
   for name, (task, plan) in plans.items():
     per_prompt = {}
     for prompt_name, exs in plan.items():
       got = [[values[task.kind][(p, c, *eos)] for p, c in zip(ex.prompts, ex.choices)]
              for ex in exs]
+      book.add(name, prompt_name, exs, got, greedy=task.kind == suites_lib.GREEDY)
       if task.kind == suites_lib.GREEDY:
         per_prompt[prompt_name] = aggregation.greedy_metrics([any(g) for g in got])
       else:
@@ -243,6 +246,8 @@ def evaluate(model: Any, params: Any, vocabulary: Any, suite: str | suites_lib.S
       "harness": harness_version(),
   }
   written = write_results(results, output_dir) if output_dir is not None else None
+  if output_dir is not None:
+    book.write(output_dir)  # per-example outcomes beside results.json (eval/records.py)
   if not tasks:
     raise EvalConfigError(_nothing_scored(suite, missing, local_data_dir, tfds_data_dir, written))
   return results
