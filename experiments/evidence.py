@@ -178,8 +178,9 @@ def evidence(df: pd.DataFrame, grid_dir: str, n_boot: int = N_BOOT,
             g["score"].max() - g["score"].min() < 1.96 * math.sqrt(2) * se)
   suites = pd.DataFrame(suite_rows)
   if len(suites):
-    flagged = tasks.groupby(keys, sort=False).apply(_flag_text, include_groups=False)
-    suites = suites.merge(flagged.rename("flagged").reset_index(), on=keys, how="left")
+    flagged = {k: _flag_text(g) for k, g in tasks.groupby(keys, sort=False)}
+    suites["flagged"] = [flagged.get(k, "") for k in suites[keys].itertuples(index=False,
+                                                                              name=None)]
   return {"suites": suites, "tasks": tasks, "seeds": seed_table(suites),
           "records": recs, "keys": keys}
 
