@@ -33,6 +33,7 @@ class RankedExample:
   choices: tuple[str, ...]
   gold: int
   group: Hashable | None = None  # examples scored together under acc_all (None: alone)
+  example_id: int | None = None  # position in the data set: names the example across cells
 
   def __post_init__(self):
     if len(self.prompts) != len(self.choices) or not self.choices:

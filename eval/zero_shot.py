@@ -11,8 +11,10 @@ writes EVAL_OUTPUT_DIR/results.json: {"suite", "tasks": {task: {"prompts": {name
 "n_tasks"}} plus "protocol" (EOS rules, prompt source and prompts per task, scoring, the reference
 protocol, each task's metric, deviations), "checkpoint" ({"path", "step_dir", "step"}) and
 "harness" (the git commit, else the package version); with CONTINUATION_LOSS = True also
-"continuation_loss" (held-out nats per token, eval/continuation.py). Python: `evaluate(model,
-params, vocabulary, suite, ...)` and `run(gin_files, gin_bindings)`.
+"continuation_loss" (held-out nats per token, eval/continuation.py). Beside it examples.jsonl.gz:
+every example's outcome (task, prompt, example id, chosen option, gold, option scores;
+eval/records.py). Python: `evaluate(model, params, vocabulary, suite, ...)` and `run(gin_files,
+gin_bindings)`.
 
 EVAL_OUTPUT_DIR (a writable folder, created if absent), LOCAL_DATA_DIR (an existing folder) and the
 prompts (t0_eval: T0's promptsource templates by default) are checked before the checkpoint is
@@ -52,6 +54,7 @@ from eval import continuation as continuation_lib
 from eval import loaders
 from eval import promptsource_bridge
 from eval import rank_classification as rc
+from eval import records as records_lib
 from eval import suites as suites_lib
 from eval import templates as templates_lib
 from eval.loaders import embedded
@@ -142,13 +145,13 @@ def _plan_task(examples: list[dict], templates: Sequence[templates_lib.Template]
   plan = {}
   for t in templates:
     rows = []
-    for ex in examples:
+    for i, ex in enumerate(examples):
       try:
         prompts, choices, gold = t.render_options(ex)
       except templates_lib.SkipExample:
         continue
       rows.append(aggregation.RankedExample(tuple(prompts), tuple(choices), gold,
-                                            group=ex.get("group")))
+                                            group=ex.get("group"), example_id=i))
     if rows:
       plan[t.name] = rows
   return plan
@@ -243,12 +246,13 @@ def evaluate(model: Any, params: Any, vocabulary: Any, suite: str | suites_lib.S
       fn = scorer.score if kind == suites_lib.RANK else scorer.greedy_match
       values[kind] = dict(zip(pairs, fn(pairs)))
 
-  tasks = {}
+  tasks, book = {}, records_lib.Recorder()
   for name, (task, plan) in plans.items():
     per_prompt = {}
     for prompt_name, exs in plan.items():
       got = [[values[task.kind][(p, c, *eos)] for p, c in zip(ex.prompts, ex.choices)]
              for ex in exs]
+      book.add(name, prompt_name, exs, got, greedy=task.kind == suites_lib.GREEDY)
       if task.kind == suites_lib.GREEDY:
         per_prompt[prompt_name] = aggregation.greedy_metrics([any(g) for g in got])
       else:
@@ -281,6 +285,8 @@ def evaluate(model: Any, params: Any, vocabulary: Any, suite: str | suites_lib.S
   if continuation is not None:
     results["continuation_loss"] = continuation_lib.continuation_loss(scorer, continuation)
   written = write_results(results, output_dir) if output_dir is not None else None
+  if output_dir is not None:
+    book.write(output_dir)  # per-example outcomes beside results.json (eval/records.py)
   if not tasks:
     raise EvalConfigError(_nothing_scored(suite, missing, local_data_dir, tfds_data_dir, written))
   return results

@@ -1,8 +1,10 @@
 """Grid results: results.csv (one row per cell x stage x suite x task x prompt) and the paper table.
 
 Aggregation follows the paper (T0's protocol): per task, the median accuracy over its prompts; per
-suite, the mean over tasks of those medians. Every score keeps its number of examples `n`, so a
-reader can judge noise: the binomial standard error sqrt(p (1 - p) / n) is the error bar.
+suite, the mean over tasks of those medians. Every score keeps its number of examples `n`. Where
+the evaluations kept their per-example records (eval/records.py), experiments/evidence.py adds
+95% intervals, the majority-class baseline, degenerate-task flags and the paper's comparisons as
+paired tests; `write_summary` writes them into summary.md beside the table.
 """
 
 from __future__ import annotations
@@ -12,15 +14,21 @@ import math
 import os
 from typing import Any, Iterable, Mapping
 
+import numpy as np
 import pandas as pd
 
+from experiments import evidence
+
 COLUMNS = ("grid", "cell", "arch", "objective", "stage", "phase", "step", "suite", "task",
-           "prompt", "accuracy", "acc_norm", "n", "random_baseline")
+           "prompt", "accuracy", "acc_norm", "n", "random_baseline", "eval_dir")
 PHASE_LABELS = {"zero_shot": "zero-shot", "post_mtf": "post-MTF"}
 RESULTS_CSV = "results.csv"
 SUMMARY_CSV = "summary.csv"
 SUMMARY_MD = "summary.md"
 SUMMARY_PNG = "summary.png"
+INTERVALS_CSV = "intervals.csv"
+TASKS_CSV = "tasks.csv"
+FINDINGS_CSV = "findings.csv"
 
 
 def rows_from_results(results: Mapping[str, Any], **labels: Any) -> list[dict[str, Any]]:
@@ -98,8 +106,11 @@ def to_markdown(table: pd.DataFrame) -> str:
   return "\n".join(lines)
 
 
-def plot_summary(df: pd.DataFrame, path: str, cells_order: Iterable[str] | None = None) -> None:
-  """Grouped bars per suite: zero-shot vs post-MTF score of every cell, random baseline dashed."""
+def plot_summary(df: pd.DataFrame, path: str, cells_order: Iterable[str] | None = None,
+                 intervals: pd.DataFrame | None = None) -> None:
+  """Grouped bars per suite: zero-shot vs post-MTF score of every cell with its 95% interval
+  (`intervals`: cell, phase, suite, lo, hi as evidence.error_bars gives), random baseline dashed;
+  the legend sits outside the axes so it never covers a bar."""
   import matplotlib
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
@@ -111,22 +122,30 @@ def plot_summary(df: pd.DataFrame, path: str, cells_order: Iterable[str] | None 
   fig, axes = plt.subplots(1, len(suites), figsize=(max(6, 1.2 * len(table)) * len(suites), 4),
                            squeeze=False)
   width = 0.4
+  phase_of = {label: phase for phase, label in PHASE_LABELS.items()}
   for ax, suite in zip(axes[0], suites):
     xs = range(len(table))
     for k, phase in enumerate(PHASE_LABELS.values()):
       col = f"{suite} {phase}"
       if col in table.columns:
-        ax.bar([x + (k - 0.5) * width for x in xs], table[col].fillna(0), width, label=phase)
+        yerr = None
+        if intervals is not None and len(intervals):
+          iv = intervals[(intervals["suite"] == suite) & (intervals["phase"] == phase_of[phase])]
+          iv = iv.set_index("cell").reindex(table.index)
+          yerr = np.vstack([(table[col] - iv["lo"] * 100).clip(lower=0).fillna(0),
+                            (iv["hi"] * 100 - table[col]).clip(lower=0).fillna(0)])
+        ax.bar([x + (k - 0.5) * width for x in xs], table[col].fillna(0), width, label=phase,
+               yerr=yerr, capsize=3 if yerr is not None else 0)
     base = rb.get(f"{suite} zero-shot", rb.get(f"{suite} post-MTF"))
     if base is not None and not pd.isna(base):
       ax.axhline(base, color="k", ls="--", lw=1, label="random")
     ax.set_xticks(list(xs))
     ax.set_xticklabels(table.index, rotation=30, ha="right")
     ax.set_ylabel("mean of per-task median accuracy (%)")
-    ax.set_title(suite)
-    ax.legend()
+    ax.set_title(suite + (" (95% intervals)" if intervals is not None else ""))
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
   fig.tight_layout()
-  fig.savefig(path, dpi=100)
+  fig.savefig(path, dpi=100, bbox_inches="tight")
   plt.close(fig)
 
 
@@ -139,13 +158,19 @@ def examples_note(df: pd.DataFrame) -> str:
 
 
 def write_summary(df: pd.DataFrame, grid_dir: str, cells_order=None, notes: str = "") -> str:
-  """Writes summary.csv / summary.md / summary.png; returns the markdown table and n per task."""
+  """Writes summary.csv / summary.md / summary.png and, from the per-example records, intervals.csv,
+  tasks.csv and findings.csv (experiments/evidence.py); returns the markdown."""
   table = summary_table(df, cells_order)
   table.to_csv(os.path.join(grid_dir, SUMMARY_CSV))
-  md = to_markdown(table) + "\n\n" + examples_note(df)
+  ev = evidence.evidence(df, grid_dir)
+  found = evidence.findings(ev, evidence.grid_cells(grid_dir, df))
+  ev["suites"].to_csv(os.path.join(grid_dir, INTERVALS_CSV), index=False)
+  ev["tasks"].to_csv(os.path.join(grid_dir, TASKS_CSV), index=False)
+  found.to_csv(os.path.join(grid_dir, FINDINGS_CSV), index=False)
+  md = to_markdown(table) + "\n\n" + examples_note(df) + "\n\n" + evidence.markdown(ev, found)
   with open(os.path.join(grid_dir, SUMMARY_MD), "w", encoding="utf-8") as f:
     f.write(md + "\n" + (f"\n{notes}\n" if notes else ""))
-  plot_summary(df, os.path.join(grid_dir, SUMMARY_PNG), cells_order)
+  plot_summary(df, os.path.join(grid_dir, SUMMARY_PNG), cells_order, evidence.error_bars(ev))
   return md
 
 

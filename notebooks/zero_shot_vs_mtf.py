@@ -19,8 +19,11 @@
 # after pretraining (zero-shot) and after multitask finetuning (post-MTF).
 #
 # Scores follow T0's protocol: per task, the median accuracy over its prompts; per suite, the mean of
-# those medians. Every number comes from `results.csv`; `n` is the number of examples behind each
-# prompt's accuracy, and error bars are binomial standard errors sqrt(p(1-p)/n) of the median prompt.
+# those medians. Every number comes from `results.csv` and the per-example records each evaluation
+# keeps beside its results.json (`examples.jsonl.gz`): error bars are 95% bootstrap intervals over
+# examples that recompute the median over prompts in each resample (over seeds, a t interval, when
+# the grid ran several), and the paper's comparisons are paired tests on the same examples
+# (`experiments/evidence.py`, `experiments/stats.py`).
 #
 # Set the environment variable `GRID_DIR` (default `runs/embedded_smoke`, the output of `make demo`).
 # On the embedded smoke grid the models are tiny and briefly trained: read it as a check of the
@@ -39,6 +42,7 @@ REPO_ROOT = next(p for p in [pathlib.Path.cwd(), *pathlib.Path.cwd().parents]
                  if (p / "experiments").is_dir())
 sys.path.insert(0, str(REPO_ROOT))
 from arch import registry as arch_registry  # noqa: E402
+from experiments import evidence  # noqa: E402
 from experiments import results  # noqa: E402
 
 GRID_DIR = pathlib.Path(os.environ.get("GRID_DIR", "runs/embedded_smoke"))
@@ -72,6 +76,44 @@ table = results.summary_table(df, cells)
 table
 
 # %% [markdown]
+# ## Scores with 95% intervals and baselines
+# One row per cell, phase and suite: the score, its bootstrap interval over examples, the number of
+# examples, the random baseline (mean of 1 / options) and the majority-class baseline (always the
+# most frequent gold option position), and the tasks flagged as degenerate for that cell (a constant
+# answer, or a spread over the cells inside the noise) instead of being averaged in silently.
+
+# %%
+ev = evidence.evidence(df, str(GRID_DIR))
+intervals = ev["suites"].copy()
+for col in ("score", "lo", "hi", "random_baseline", "majority_baseline"):
+  intervals[col] = (intervals[col] * 100).round(1)
+shown_cols = [c for c in evidence.units(df) if c not in ("arch", "objective")]
+intervals[shown_cols + ["score", "lo", "hi", "n", "random_baseline", "majority_baseline",
+                        "flagged"]]
+
+# %%
+if len(ev["seeds"]):
+  print("Over seeds: mean and Student t 95% interval")
+  display(ev["seeds"].round(4))  # noqa: F821 (IPython)
+
+# %% [markdown]
+# ## Findings: the paper's comparisons
+# Each row is a paired comparison on the same examples: the difference in points, its paired
+# bootstrap interval, a permutation-test p-value and its Holm adjustment over all comparisons made
+# here, the paper's direction (data, with where the paper says so) and whether the measured sign
+# agrees. The reading is worded from the measured numbers.
+
+# %%
+found = evidence.findings(ev, evidence.grid_cells(str(GRID_DIR), df))
+findings_table = found.copy()
+if len(findings_table):
+  for col in ("diff", "lo", "hi"):
+    findings_table[col] = (findings_table[col] * 100).round(1)
+  findings_table = findings_table[["comparison", "suite", "phase", "diff", "lo", "hi", "p_value",
+                                   "p_holm", "paper", "agrees", "flags", "reading"]]
+findings_table
+
+# %% [markdown]
 # ## Zero-shot vs post-MTF, per architecture and objective
 # Left: one point per cell (above the diagonal: MTF helped). Right: the same scores as bars, cells
 # grouped by architecture (an adapted cell sits with the architecture it was adapted to).
@@ -96,22 +138,35 @@ for suite in scores["suite"].unique():
   arch_order = {name: i for i, name in enumerate(arch_registry.names())}
   s = s.assign(order=s["arch"].map(arch_order)).sort_values(["order", "objective", "cell"])
   phases = [p for p in ("zero_shot", "post_mtf") if p in s.columns]
-  s.set_index("cell")[phases].rename(columns=results.PHASE_LABELS).plot.bar(ax=ax2, rot=30)
+  bars = evidence.error_bars(ev)
+  bars = bars[bars["suite"] == suite]
+  width = 0.8 / max(1, len(phases))
+  for k, phase in enumerate(phases):
+    iv = bars[bars["phase"] == phase].set_index("cell").reindex(s["cell"])
+    lo = (s[phase].to_numpy() - iv["lo"].to_numpy() * 100).clip(min=0)
+    hi = (iv["hi"].to_numpy() * 100 - s[phase].to_numpy()).clip(min=0)
+    ax2.bar([i + (k - (len(phases) - 1) / 2) * width for i in range(len(s))], s[phase], width,
+            yerr=[pd.Series(lo).fillna(0), pd.Series(hi).fillna(0)], capsize=3,
+            label=results.PHASE_LABELS.get(phase, phase))
+  ax2.set_xticks(range(len(s)))
+  ax2.set_xticklabels(s["cell"], rotation=30, ha="right")
   for i in range(1, len(s)):  # a line between architectures
     if s["arch"].iloc[i] != s["arch"].iloc[i - 1]:
       ax2.axvline(i - 0.5, color="grey", lw=0.8)
-  ax2.set_ylabel("score (%)")
+  ax2.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)  # never over a bar
+  ax2.set_ylabel("score (%), 95% interval")
   ax2.set_title(f"{suite}: cells grouped by architecture (CD | ND | ED)")
   fig.tight_layout()
   plt.show()
 
 # %% [markdown]
 # ## Per-task breakdown
-# The median prompt's accuracy per task, zero-shot and post-MTF, with n and its standard error;
-# dashed: the task's random baseline.
+# The median prompt's accuracy per task, zero-shot and post-MTF, with its 95% bootstrap interval
+# (the median over prompts recomputed in each resample); dashed: the task's random baseline,
+# dotted: its majority-class baseline. A hatched bar is a flagged task (constant answer).
 
 # %%
-tasks = results.task_scores(df)
+tasks = ev["tasks"]
 for suite in tasks["suite"].unique():
   t = tasks[tasks["suite"] == suite]
   names = list(dict.fromkeys(t["task"]))
@@ -119,15 +174,25 @@ for suite in tasks["suite"].unique():
   for ax, name in zip(axes[0], names):
     sub = t[t["task"] == name]
     labels = [f"{c}\n{results.PHASE_LABELS.get(p, p)}" for c, p in zip(sub["cell"], sub["phase"])]
-    ax.bar(range(len(sub)), sub["median"] * 100, yerr=sub["stderr"] * 100, capsize=3,
-           color=["C0" if p == "zero_shot" else "C1" for p in sub["phase"]])
+    err = [((sub["score"] - sub["lo"]) * 100).clip(lower=0).fillna(0),
+           ((sub["hi"] - sub["score"]) * 100).clip(lower=0).fillna(0)]
+    ax.bar(range(len(sub)), sub["score"] * 100, yerr=err, capsize=3,
+           color=["C0" if p == "zero_shot" else "C1" for p in sub["phase"]],
+           edgecolor="k", linewidth=0.3)
+    for i, flagged in enumerate(sub["constant_answer"]):
+      if flagged:
+        ax.bar(i, sub["score"].iloc[i] * 100, fill=False, hatch="//", edgecolor="k", lw=0)
     ax.axhline(sub["random_baseline"].mean() * 100, color="k", ls="--", lw=1)
+    if sub["majority_baseline"].notna().any():
+      ax.axhline(sub["majority_baseline"].mean() * 100, color="k", ls=":", lw=1)
     ax.set_xticks(range(len(sub)))
     ax.set_xticklabels(labels, rotation=60, ha="right", fontsize=7)
-    ax.set_title(f"{name} (n={int(sub['n'].max())})")
-  axes[0][0].set_ylabel("median-prompt accuracy (%)")
+    ax.set_title(f"{name} (n={int(sub['n'].max())})" +
+                 (" within noise" if sub["within_noise"].all() else ""))
+  axes[0][0].set_ylabel("median-prompt accuracy (%), 95% interval")
   fig.suptitle(suite)
   fig.tight_layout()
   plt.show()
-tasks[["cell", "phase", "suite", "task", "median", "stderr", "n", "prompts", "min", "max",
-       "random_baseline"]].round(4)
+task_cols = [c for c in evidence.units(df) if c not in ("arch", "objective")]
+tasks[task_cols + ["task", "score", "lo", "hi", "n", "random_baseline", "majority_baseline",
+                   "position_share", "text_share", "constant_answer", "within_noise"]].round(4)

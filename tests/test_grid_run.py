@@ -177,3 +177,16 @@ def test_notebook_runs_and_shows_the_results_csv_aggregates(grid_run, monkeypatc
     assert shown.loc[cell, "embedded post-MTF"] == pytest.approx(
         by_hand[(cell, "post_mtf")], abs=0.006)
   assert "random baseline" in shown.index
+
+
+def test_every_evaluation_keeps_records_and_the_summary_has_intervals_and_findings(grid_run):
+  out = pathlib.Path(grid_run["out"])
+  for slug in ("cd_flm", "ed_mlm"):
+    for stage in ("pretrain", "mtf"):
+      assert (out / "cells" / slug / f"eval_{stage}" / "embedded" / "examples.jsonl.gz").is_file()
+  intervals = pd.read_csv(out / results.INTERVALS_CSV)
+  assert intervals["records"].all() and (intervals["lo"] <= intervals["score"]).all()
+  found = pd.read_csv(out / results.FINDINGS_CSV).set_index("comparison")
+  assert {"CD:FLM vs ED:MLM", "ED:MLM vs CD:FLM"} <= set(found.index)
+  assert found["p_holm"].notna().all()
+  assert "## Findings" in (out / results.SUMMARY_MD).read_text()
