@@ -291,8 +291,8 @@ def _initial_state(builder, checkpointer, initial_checkpoint_path, seed, train_s
 
 
 def _loop(step_fn, builder, state, batches, first_batch, checkpointer, writer, meta_base,
-          signals, validator, *, start_step, train_steps, checkpoint_period, log_period, tokens_per_step,
-          flops_per_step, peak_per_device, model_dir) -> dict:
+          signals, validator, *, start_step, train_steps, checkpoint_period, log_period,
+          tokens_per_step, flops_per_step, peak_per_device, model_dir) -> dict:
   """Feeds, steps, checks finiteness one step behind, logs and saves; returns the last metrics."""
   kill_spec = os.environ.get(_SIGNAL_AT_STEP_ENV, "-1").split(":")
   kill_at = int(kill_spec[0])
