@@ -6,5 +6,6 @@ below every package and imports none of them.
 
 train (entry) -> loop (the run: checks, resume, feed, log, save) -> trainer (the jit step),
 partitioning (mesh and logical axis rules), optimizers, data (seqio batches with a resumable
-position), metrics (metrics.jsonl, TensorBoard, MFU), run_config (config checks).
+position), metrics (metrics.jsonl, TensorBoard, MFU), validation (in-loop eval/ loss on the
+validation split; `python -m experiments.validate` for a checkpoint), run_config (config checks).
 """

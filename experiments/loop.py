@@ -26,6 +26,7 @@ from experiments import optimizers as optimizers_lib
 from experiments import partitioning
 from experiments import run_config
 from experiments import trainer as trainer_lib
+from experiments import validation
 
 # Set by tests only: "STEP[:SIGNAL]" sends this process SIGKILL (default) or e.g. SIGTERM right
 # after that step, a real kill -9 or preemption mid-run.
@@ -166,12 +167,16 @@ def train(
     save_data_state: bool = True,
     first_batch_timeout: float = 300.0,
     log_config: bool = True,
+    eval_period: int | None = None,
+    eval_steps: int = 20,
 ) -> dict:
   """Trains until the absolute step `train_steps`; returns {'model_dir', 'final_step', 'metrics'}.
 
   One run per MODEL_DIR (run_config.ModelDirLock). SIGTERM or Ctrl-C raise Preempted (see
   _Signals); the first batch must come within `first_batch_timeout` seconds of the pipeline's
-  start (it is drawn while the step compiles), else DataStallError.
+  start (it is drawn while the step compiles), else DataStallError. Every `eval_period` steps
+  (None: never) and at the last step, the loss on `eval_steps` validation batches is logged as
+  eval/ metrics (experiments/validation.py).
   """
   distributed.maybe_initialize()
   with _Signals() as signals:
@@ -181,6 +186,7 @@ def train(
         batch_size=batch_size, optimizer=optimizer, num_microbatches=num_microbatches,
         checkpoint_period=checkpoint_period, log_period=log_period,
         initial_checkpoint_path=initial_checkpoint_path)
+    validate = validation.enabled(eval_period, eval_steps)
     partitioner = partitioner or partitioning.Partitioner()
     input_shapes = model.input_shapes(batch_size, task_feature_lengths)
     try:  # shapes only (jax.eval_shape); also checks the batch against the mesh
@@ -208,11 +214,17 @@ def train(
         if start_step >= train_steps:
           logging.info("MODEL_DIR already holds step %d >= TRAIN_STEPS %d: nothing to train.",
                        start_step, train_steps)
-          last = metrics_lib.read_metrics(model_dir)
+          last = [r for r in metrics_lib.read_metrics(model_dir) if "loss" in r]  # not eval/
           return {"model_dir": str(model_dir), "final_step": start_step,
                   "metrics": last[-1] if last else {}}
         if cfg.raw_length is not None:
           data_lib.check_corpus_size(mixture_or_task_name, cfg.raw_length, batch_size)
+        validator = None
+        if validate:  # drawn now: a split without data stops the run before compilation
+          validator = validation.Validator(builder, validation.draw_batches(
+              mixture_or_task_name, task_feature_lengths, model.feature_converter_cls(pack=pack),
+              batch_size, eval_steps, use_cached=use_cached_tasks), eval_period)
+          signals.check()
         batches = data_lib.TrainData(
             mixture_or_task_name, task_feature_lengths, model.feature_converter_cls(pack=pack),
             batch_size, seed=random_seed, model_dir=model_dir, position=position,
@@ -236,7 +248,7 @@ def train(
                      "batch_size": batch_size}
         try:
           last = _loop(step_fn, builder, state, batches, first, checkpointer, writer, meta_base,
-                       signals, start_step=start_step, train_steps=train_steps,
+                       signals, validator, start_step=start_step, train_steps=train_steps,
                        checkpoint_period=checkpoint_period, log_period=log_period,
                        tokens_per_step=run_config.tokens_per_step(input_shapes),
                        flops_per_step=accounting["flops_per_step"], peak_per_device=peak,
@@ -279,8 +291,8 @@ def _initial_state(builder, checkpointer, initial_checkpoint_path, seed, train_s
 
 
 def _loop(step_fn, builder, state, batches, first_batch, checkpointer, writer, meta_base,
-          signals, *, start_step, train_steps, checkpoint_period, log_period, tokens_per_step,
-          flops_per_step, peak_per_device, model_dir) -> dict:
+          signals, validator, *, start_step, train_steps, checkpoint_period, log_period,
+          tokens_per_step, flops_per_step, peak_per_device, model_dir) -> dict:
   """Feeds, steps, checks finiteness one step behind, logs and saves; returns the last metrics."""
   kill_spec = os.environ.get(_SIGNAL_AT_STEP_ENV, "-1").split(":")
   kill_at = int(kill_spec[0])
@@ -326,6 +338,13 @@ def _loop(step_fn, builder, state, batches, first_batch, checkpointer, writer, m
                    values.get("loss_per_token", float("nan")), values.get("accuracy", float("nan")),
                    values["tokens_per_second"], values.get("mfu", float("nan")))
       period_start, period_steps = time.perf_counter(), 0
+    if validator is not None and validator.due(step, train_steps):
+      check(*pending)
+      eval_start = time.perf_counter()
+      values = validator.evaluate(state.params)  # before the next step donates the state
+      writer.write(step, values)
+      logging.info("%s", validation.log_line(step, values))
+      period_start += time.perf_counter() - eval_start  # s/step counts training only
     preempted = signals.signum is not None
     if step % checkpoint_period == 0 or step == train_steps or preempted:
       check(*pending)

@@ -1,5 +1,8 @@
 """Training metrics: MODEL_DIR/metrics.jsonl, TensorBoard events, peak FLOP/s and MFU.
 
+Each record is one step's {'step', ...}: the train metrics every log_period steps, and the
+validation metrics ('eval/loss', ...) in their own record every eval_period steps.
+
 MFU is model FLOP/s per device over the device's peak. Peaks are bf16 dense TFLOP/s per chip
 (MaxText's table); on CPU there is no datasheet figure, so a float32 matmul peak is measured at
 start-up and used instead (it is what the step could reach at best on this machine).
@@ -115,7 +118,8 @@ class MetricsWriter:
     if self._tb is not None:
       for key, value in metrics.items():
         if isinstance(value, (int, float)) and np.isfinite(value):
-          self._tb.add_scalar(f"train/{key}", value, step)
+          # 'eval/loss' (experiments/validation.py) keeps its own section; the rest is train/.
+          self._tb.add_scalar(key if "/" in key else f"train/{key}", value, step)
       self._tb.flush()
 
   def close(self) -> None:

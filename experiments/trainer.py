@@ -130,6 +130,18 @@ class StepBuilder:
 
   # -- the step ---------------------------------------------------------------------------------
 
+  def _microbatches(self, batch):
+    """[m, B/m, ...] per feature; microbatch i takes rows i, i+m, ..., so each stays spread over
+    every data shard."""
+    m = self.num_microbatches
+
+    def split(x):
+      x = x.reshape((x.shape[0] // m, m) + x.shape[1:]).swapaxes(0, 1)
+      return jax.lax.with_sharding_constraint(
+          x, NamedSharding(self.partitioner.mesh, P(None, "data", *([None] * (x.ndim - 2)))))
+
+    return {k: split(v) for k, v in batch.items()}
+
   def _grads(self, params, batch, rng):
     """Summed loss, metrics and gradients over the batch (scanned over microbatches)."""
     grad_fn = jax.value_and_grad(self.model.loss_fn, has_aux=True)
@@ -137,14 +149,7 @@ class StepBuilder:
       (loss, metrics), grads = grad_fn(params, batch, rng)
       return loss, dict(metrics), grads
     m = self.num_microbatches
-
-    def split(x):
-      # Microbatch i takes rows i, i+m, ...: each stays spread over every data shard.
-      x = x.reshape((x.shape[0] // m, m) + x.shape[1:]).swapaxes(0, 1)
-      return jax.lax.with_sharding_constraint(
-          x, NamedSharding(self.partitioner.mesh, P(None, "data", *([None] * (x.ndim - 2)))))
-
-    micro = {k: split(v) for k, v in batch.items()}
+    micro = self._microbatches(batch)
     abstract_metrics = jax.eval_shape(
         lambda p, b: self.model.loss_fn(p, b, rng)[1], params,
         {k: v[0] for k, v in micro.items()})
@@ -193,6 +198,41 @@ class StepBuilder:
         donate_argnums=(0,))
     with self._context():
       lowered = jitted.lower(self.abstract_state, self.abstract_batch)
+    return lowered.compile()
+
+  # -- evaluation (experiments/validation.py) ---------------------------------------------------
+
+  def _eval_sums(self, params, batch):
+    """The model's summed metrics on `batch` without dropout or update (microbatched as the step,
+    so evaluation never needs more memory than training)."""
+    metric_fn = lambda p, b: self.model.loss_fn(p, b, None)  # noqa: E731  # None: no dropout
+    if self.num_microbatches == 1:
+      loss, metrics = metric_fn(params, batch)
+      sums = {k: v.astype(jnp.float32) for k, v in dict(metrics).items()}
+    else:
+      micro = self._microbatches(batch)
+
+      def body(acc, mb):
+        loss, metrics = metric_fn(params, mb)
+        metrics = {**dict(metrics), "loss": loss}
+        return {k: acc[k] + metrics[k].astype(jnp.float32) for k in acc}, None
+
+      abstract = jax.eval_shape(lambda b: metric_fn(params, b)[1],
+                                {k: v[0] for k, v in micro.items()})
+      zeros = {k: jnp.zeros(s.shape, jnp.float32) for k, s in {**dict(abstract)}.items()}
+      zeros["loss"] = jnp.zeros((), jnp.float32)
+      sums, _ = jax.lax.scan(body, zeros, micro)
+      loss = sums["loss"]
+    out = {k: v for k, v in sums.items() if k not in _RATIO_METRICS}
+    out["loss"] = loss.astype(jnp.float32)
+    return out
+
+  def compile_eval(self):
+    """AOT-compiled (params, batch) -> summed metrics, sharded as the step, replicated out."""
+    jitted = jax.jit(self._eval_sums, in_shardings=(self.params_shardings, self.batch_shardings),
+                     out_shardings=self.partitioner.replicated())
+    with self._context():
+      lowered = jitted.lower(self.abstract_state.params, self.abstract_batch)
     return lowered.compile()
 
   def loss_and_grads(self) -> Callable:

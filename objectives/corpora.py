@@ -8,7 +8,9 @@ itself when asked (seeded, reshuffled every epoch), so the tasks need no example
 the objective (which would separate the prefix-LM row pairs, see objectives/prefix_lm.py).
 
 Splits: 'train' and 'validation'. Embedded: the training plays / the held-out plays (the held-out
-plays are only ever used for validation loss and the evaluation families, never trained on).
+plays are only ever used for validation loss and the evaluation families, never trained on). Text:
+the files of `validation_files`, or, with `validation_share`, every k-th document of the train files
+(left out of 'train'). c4: TFDS's validation split.
 
 Settings that depend on the user's machine (c4 version and data dir, the text files) are read from
 gin when a dataset is built, not when the tasks are registered on `import objectives`, so a gin file
@@ -77,13 +79,35 @@ def text_files(
     train_files: Sequence[str] = (),
     validation_files: Sequence[str] = (),
     document_per: str = "file",
+    validation_share: float = 0.0,
 ) -> dict:
-  """The text corpus settings: file paths or globs per split; one document per 'file' or 'line'."""
+  """The text corpus settings: file paths or globs per split; one document per 'file' or 'line'.
+
+  validation_share in (0, 1) takes the 'validation' split from the train files instead of
+  validation_files: an evenly spread share of their documents, left out of 'train'.
+  """
   if document_per not in ("file", "line"):
     raise CorpusError(
         f"objectives.corpora.text_files.document_per={document_per!r}; valid values: 'file', 'line'."
     )
-  return {"train": tuple(train_files), "validation": tuple(validation_files), "per": document_per}
+  share = validation_share
+  if isinstance(share, bool) or not isinstance(share, (int, float)) or not 0 <= share < 1:
+    raise CorpusError(f"objectives.corpora.text_files.validation_share = {share!r}; expected a "
+                      f"fraction in [0, 1) (e.g. 0.05; 0 = use validation_files).")
+  if share and validation_files:
+    raise CorpusError(
+        "objectives.corpora.text_files binds both validation_files and validation_share = "
+        f"{share!r}; the 'validation' split comes from one of them: unbind the other.")
+  return {"train": tuple(train_files), "validation": tuple(validation_files), "per": document_per,
+          "share": float(share)}
+
+
+def held_out(num_documents: int, share: float) -> list[bool]:
+  """True for the documents a validation share holds out: document i when floor((i+1) * share)
+  passes an integer, so floor(n * share) documents spread evenly (every 20th for 0.05)."""
+  # Spread rather than the last documents: a corpus of files sorted by name (often by date or
+  # source) gives a validation split drawn from all of it.
+  return [int((i + 1) * share) > int(i * share) for i in range(num_documents)]
 
 
 def _expand(patterns: Sequence[str], binding: str) -> list[str]:
@@ -135,14 +159,32 @@ def text_documents(split: str) -> tuple[str, ...]:
   """The documents of the text corpus for a split, as bound in gin (objectives.corpora.text_files)."""
   _check_split("text", split)
   settings = text_files()
-  binding = f"objectives.corpora.text_files.{split}_files"
-  if not settings[split]:
-    raise CorpusError(f"{binding} is empty: bind it to the text files of the {split!r} split.")
-  files = _expand(settings[split], binding)
+  share = settings["share"]
+  source = "train" if share else split
+  binding = f"objectives.corpora.text_files.{source}_files"
+  if not settings[source]:
+    hint = (" or objectives.corpora.text_files.validation_share to a fraction of the train files'"
+            " documents (e.g. 0.05)" if split == "validation" else "")
+    raise CorpusError(f"{binding} is empty: bind it to the text files of the {split!r} split"
+                      f"{hint}.")
+  files = _expand(settings[source], binding)
   if not files:
     raise CorpusError(f"{binding}: the text corpus is empty (no files).")
   stats = tuple((f, os.stat(f).st_mtime_ns, os.stat(f).st_size) for f in files)
-  return _read_text_corpus(stats, settings["per"], binding)
+  docs = _read_text_corpus(stats, settings["per"], binding)
+  if not share:
+    return docs
+  mask = held_out(len(docs), share)
+  if not any(mask):
+    raise CorpusError(
+        f"objectives.corpora.text_files.validation_share = {share!r} holds out no document of "
+        f"the {len(docs)} in {binding}; it needs at least {1 / share:.0f} documents, or a larger "
+        f"share, or validation_files.")
+  kept = tuple(d for d, held in zip(docs, mask) if held == (split == "validation"))
+  if not kept:
+    raise CorpusError(f"objectives.corpora.text_files.validation_share = {share!r} leaves no "
+                      f"training document of the {len(docs)} in {binding}.")
+  return kept
 
 
 def _text_dataset_fn(split: str, shuffle_files: bool, seed: Optional[int] = None):

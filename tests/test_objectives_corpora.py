@@ -161,3 +161,32 @@ def test_text_task_end_to_end(tmp_path, text_gin):
   tokens = sum(len(e["targets"]) for e in ds.as_numpy_iterator())
   vocab = task.output_features["targets"].vocabulary
   assert tokens == sum(len(vocab.encode(d)) + 1 for d in corpora.text_documents("train"))
+
+
+def test_text_validation_share_holds_out_spread_documents_not_trained_on(tmp_path, text_gin):
+  lines = [f"line {i}" for i in range(45)]
+  (tmp_path / "a.txt").write_text("\n".join(lines), encoding="utf-8")
+  text_gin(train_files=[str(tmp_path / "a.txt")], document_per="line", validation_share=0.1)
+  held = corpora.text_documents("validation")
+  train = corpora.text_documents("train")
+  assert held == ("line 9", "line 19", "line 29", "line 39")  # every 10th, spread
+  assert not set(held) & set(train) and len(held) + len(train) == 45
+  assert train == tuple(d for d in lines if d not in held)  # order kept
+
+
+def test_text_validation_split_errors_name_the_settings(tmp_path, text_gin):
+  (tmp_path / "a.txt").write_text("one\ntwo\nthree\n", encoding="utf-8")
+  text_gin(train_files=[str(tmp_path / "a.txt")], document_per="line")
+  with pytest.raises(corpora.CorpusError, match="validation_files is empty.*validation_share"):
+    corpora.text_documents("validation")
+  text_gin(train_files=[str(tmp_path / "a.txt")], document_per="line", validation_share=0.05)
+  with pytest.raises(corpora.CorpusError, match="validation_share = 0.05 holds out no document of "
+                                                "the 3"):
+    corpora.text_documents("validation")
+  text_gin(train_files=[str(tmp_path / "a.txt")], validation_files=[str(tmp_path / "a.txt")],
+           validation_share=0.5)
+  with pytest.raises(corpora.CorpusError, match="both validation_files and validation_share"):
+    corpora.text_documents("train")
+  text_gin(train_files=[str(tmp_path / "a.txt")], validation_share=1.0)
+  with pytest.raises(corpora.CorpusError, match=r"validation_share = 1.0; expected a fraction"):
+    corpora.text_documents("train")
