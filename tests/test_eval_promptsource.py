@@ -30,7 +30,7 @@ _RAW = {
             "span1_text": b"Mark", "span2_text": b"himself", "span1_index": 0,
             "span2_index": 6, "label": 1},
     "wic": {"word": b"bank", "sentence1": b"He sat on the bank.",
-            "sentence2": b"She robbed the bank.", "label": 0},
+            "sentence2": b"She robbed the bank.", "start1": 14, "end1": 18, "label": 0},
     "winogrande": {"sentence": b"Sarah was a better surgeon than Maria so _ got the hard cases.",
                    "option1": b"Sarah", "option2": b"Maria", "label": 0},
     "copa": {"premise": b"The man turned on the faucet.", "choice1": b"The toilet filled.",

@@ -222,12 +222,9 @@ def test_wang2022_dry_run_validates_each_pretraining_task(wang2022_dry_run):
   assert "NOTE" not in printed
 
 
-# The UL2 cells validate only once UL2's paradigm tokens have ids on T5's vocabulary (objectives/,
-# merged separately): until then the dry run marks them INVALID. Lead: drop the xfail after that
-# merge (strict, so this fails as soon as they validate and the marker is still here).
+# UL2's paradigm tokens take unused embedding rows of T5's vocabulary (objectives.ul2.paradigm_ids),
+# so the UL2 cells validate on the paper's data config too.
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, raises=AssertionError,
-                   reason="UL2 paradigm tokens have no ids on T5's vocabulary yet")
 def test_wang2022_dry_run_validates_the_ul2_cells(wang2022_dry_run):
   rows, _ = wang2022_dry_run
   for name in UL2_CELLS:
