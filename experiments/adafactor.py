@@ -105,7 +105,8 @@ def axis_kinds(param_axes: Any, rules: Mapping[str, str],
   FactorRuleError, before anything compiles, for an axis without a name or without a rule, an
   incomplete row/column/none spec, or an override naming an axis that no parameter has.
   """
-  is_spec = lambda x: isinstance(x, (tuple, jax.sharding.PartitionSpec))  # noqa: E731
+  is_spec = lambda x: isinstance(x, jax.sharding.PartitionSpec) or (  # noqa: E731
+      isinstance(x, tuple) and all(a is None or isinstance(a, str) for a in x))
   flat = {path_name(p): tuple(s) for p, s in
           jax.tree_util.tree_leaves_with_path(param_axes, is_leaf=is_spec)}
   kinds, seen = {}, set()

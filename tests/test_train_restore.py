@@ -1,5 +1,7 @@
 """INITIAL_CHECKPOINT_PATH restores the optimizer state too (t5x's finetuning), or starts it fresh."""
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -18,6 +20,7 @@ TINY = config_lib.TransformerConfig(vocab_size=200, emb_dim=32, num_heads=2, hea
 CHECKPOINT_STEP = 7
 
 
+@functools.lru_cache(maxsize=None)
 def _builder(factoring="t5x"):
   model = models.get_model("causal_decoder", TINY, vocabulary=None)
   shapes = model.input_shapes(2, {"targets": 8}, pack=False)

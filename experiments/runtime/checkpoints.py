@@ -364,7 +364,8 @@ class Checkpointer:
     if diffs:
       raise CheckpointError(
           f"The optimizer state in {step_dir} does not fit the configured optimizer (was it "
-          f"written with another optimizer?):\n  - " + "\n  - ".join(diffs))
+          f"written with another optimizer, or Adafactor with another experiments.optimizers."
+          f"adafactor.factoring?):\n  - " + "\n  - ".join(diffs))
     restored = self._manager.restore(
         step,
         args=ocp.args.Composite(
