@@ -5,6 +5,6 @@ subpackage (experiments/runtime/: flags, gin stacks, entry-point wrapper, checkp
 below every package and imports none of them.
 
 train (entry) -> loop (the run: checks, resume, feed, log, save) -> trainer (the jit step),
-partitioning (mesh and logical axis rules), optimizers, data (seqio batches with a resumable
+partitioning (mesh and logical axis rules), optimizers (gin; adafactor: t5x's Adafactor), data (seqio batches with a resumable
 position), metrics (metrics.jsonl, TensorBoard, MFU), run_config (config checks).
 """
