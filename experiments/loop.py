@@ -156,6 +156,7 @@ def train(
     optimizer: optimizers_lib.Optimizer = gin.REQUIRED,
     partitioner: partitioning.Partitioner | None = None,
     initial_checkpoint_path: str | None = None,
+    restore_optimizer_state: bool = True,
     use_cached_tasks: bool = False,
     random_seed: int = 0,
     num_microbatches: int = 1,
@@ -171,6 +172,10 @@ def train(
     eval_steps: int = 20,
 ) -> dict:
   """Trains until the absolute step `train_steps`; returns {'model_dir', 'final_step', 'metrics'}.
+
+  From `initial_checkpoint_path` (MTF, adaptation) it takes the parameters, the step and, unless
+  `restore_optimizer_state` is False, the optimizer state (t5x's finetuning restores the whole
+  train state); the RNG comes from `random_seed`.
 
   One run per MODEL_DIR (run_config.ModelDirLock). SIGTERM or Ctrl-C raise Preempted (see
   _Signals); the first batch must come within `first_batch_timeout` seconds of the pipeline's
@@ -208,7 +213,7 @@ def train(
       try:
         state, position, resumed_step = _initial_state(
             builder, checkpointer, initial_checkpoint_path, random_seed, train_steps,
-            description)
+            description, restore_optimizer_state)
         signals.check()
         start_step = int(jax.device_get(state.step))
         if start_step >= train_steps:
@@ -261,9 +266,10 @@ def train(
 
 
 def _initial_state(builder, checkpointer, initial_checkpoint_path, seed, train_steps,
-                   description):
+                   description, restore_optimizer_state=True):
   """(state, data position, restored step or None) from MODEL_DIR's newest step that restores, an
-  initial checkpoint, or a fresh init."""
+  initial checkpoint (parameters, step and optimizer state unless `restore_optimizer_state` is
+  False), or a fresh init."""
   abstract_train_state = {
       "step": builder.abstract_state.step, "rng": builder.abstract_state.rng,
       "opt_state": builder.abstract_state.opt_state}
@@ -284,9 +290,13 @@ def _initial_state(builder, checkpointer, initial_checkpoint_path, seed, train_s
           f"TRAIN_STEPS = {train_steps} is absolute and must exceed the step of "
           f"INITIAL_CHECKPOINT_PATH ({start}); e.g. {start} + the steps to train.")
     params = ckpt_lib.restore_params(step_dir, builder.abstract_state.params, description)
-    logging.info("Initialised parameters from %s (step %d); fresh optimizer state.", step_dir,
-                 start)
-    return builder.make_state(params, start, seed), 0, None
+    opt_state = None
+    if restore_optimizer_state:
+      opt_state = ckpt_lib.restore_train_state(step_dir, abstract_train_state)["opt_state"]
+    logging.info("Initialised parameters and %s from %s; the step continues from %d.",
+                 "optimizer state" if restore_optimizer_state else
+                 "a fresh optimizer state (train.restore_optimizer_state = False)", step_dir, start)
+    return builder.make_state(params, start, seed, opt_state=opt_state), 0, None
   return builder.make_state(builder.init_params(seed), 0, seed), 0, None
 
 

@@ -2,21 +2,29 @@
 
 An `Optimizer` pairs an optax transformation that never applies the learning rate with a schedule
 of the *global* training step. The trainer multiplies the transformation's updates by
-`schedule(step)`. Keeping the two apart matters for finetuning and adaptation: a run started from
-INITIAL_CHECKPOINT_PATH gets fresh optimizer state (optax's count restarts at 0) while the
-schedule keeps following the absolute step, as in t5x (131,072 -> 141,072 uses rsqrt(131,072+)).
+`schedule(step)`, so the learning rate follows the absolute step in every stage, as in t5x
+(finetuning 131,072 -> 141,072 uses rsqrt(131,072+) where the schedule is rsqrt). A run started
+from INITIAL_CHECKPOINT_PATH restores the checkpoint's optimizer state by default (t5x's
+finetuning restores the whole train state); experiments.train.train.restore_optimizer_state =
+False starts it fresh instead (optax's count, and so Adafactor's decay, restart at 0).
+
+An optimizer that needs the parameters' logical axis names (t5x's Adafactor) has a `build`
+function; `for_params(param_axes)` gives the optimizer with its transformation, and the trainer
+calls it with the model's names before anything compiles.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from typing import Callable
+from typing import Any, Callable, Mapping
 
 import gin
 import jax
 import jax.numpy as jnp
-import numpy as np
 import optax
+
+from experiments import adafactor as adafactor_lib
+from experiments.runtime import errors
 
 Schedule = Callable[[jnp.ndarray], jnp.ndarray]
 
@@ -27,6 +35,14 @@ class Optimizer:
   tx: optax.GradientTransformation
   schedule: Schedule
   name: str = "optimizer"
+  # param_axes (the model's logical names per parameter) -> tx, for update rules that need them.
+  build: Callable[[Any], optax.GradientTransformation] | None = None
+
+  def for_params(self, param_axes: Any) -> "Optimizer":
+    """This optimizer with its transformation for parameters of these logical axis names."""
+    if self.build is None:
+      return self
+    return dataclasses.replace(self, tx=self.build(param_axes), build=None)
 
 
 @gin.configurable(module="experiments.optimizers")
@@ -77,6 +93,9 @@ def warmup_cosine_schedule(
   return schedule
 
 
+FACTORINGS = ("t5x", "optax")
+
+
 @gin.configurable(module="experiments.optimizers")
 def adafactor(
     learning_rate: Schedule = gin.REQUIRED,
@@ -87,116 +106,59 @@ def adafactor(
     momentum: float | None = None,
     min_dim_size_to_factor: int = 128,
     epsilon1: float = 1e-30,
+    factoring: str = "t5x",
+    factor_rules: Mapping[str, str] | None = None,
 ) -> Optimizer:
-  """Adafactor as the paper ran it (t5x defaults): decay 0.8, factored, clip 1.0, param scale.
+  """Adafactor as the paper ran it (t5x): decay 0.8, factored, clip 1.0, param scale, no momentum.
 
-  optax.adafactor's chain, in its order and with its state tree, with the learning rate left to
-  the trainer. Two links are replaced by equivalents that are faster on CPU (see their docstrings):
-  `scale_by_factored_rms` (optax's statistics and state; outer-axis means as a GEMV) and
-  `scale_by_param_rms` (optax.scale_by_param_block_rms's value in one pass).
+  factoring='t5x' (default): t5x's Adafactor (experiments/adafactor.py), the second moment
+  factored by the parameters' logical axes under t5x's standard rules updated by `factor_rules`
+  ({axis name: 'row' | 'column' | 'batch' | 'none'}), scanned `layers` a batch axis (per-layer
+  clipping and parameter scale). factoring='optax': optax.adafactor (factors the two largest axes
+  of any rank, clipping and parameter scale over whole arrays). Momentum, when set, is optax's ema
+  of the update before the learning rate (t5x's includes it; the paper used none).
   """
-  parts = [scale_by_factored_rms(factored=factored, decay_rate=decay_rate,
-                                 min_dim_size_to_factor=min_dim_size_to_factor, epsilon=epsilon1)]
-  if clipping_threshold is not None:
-    parts.append(optax.clip_by_block_rms(clipping_threshold))
-  if multiply_by_parameter_scale:
-    parts.append(scale_by_param_rms())
-  if momentum is not None:
-    parts.append(optax.ema(momentum, debias=False, accumulator_dtype=jnp.float32))
-  parts.append(optax.scale(-1.0))
-  return Optimizer(tx=optax.chain(*parts), schedule=learning_rate, name="adafactor")
+  if factoring not in FACTORINGS:
+    raise errors.ConfigError(f"experiments.optimizers.adafactor.factoring = {factoring!r}; "
+                             f"expected one of {', '.join(map(repr, FACTORINGS))}.")
+  if factoring == "optax":
+    if factor_rules:
+      raise errors.ConfigError("experiments.optimizers.adafactor.factor_rules applies to "
+                               "factoring='t5x' only; the 'optax' factoring picks axes by size.")
+    tx = optax.adafactor(learning_rate=None, decay_rate=decay_rate, factored=factored,
+                         clipping_threshold=clipping_threshold,
+                         multiply_by_parameter_scale=multiply_by_parameter_scale,
+                         momentum=momentum, min_dim_size_to_factor=min_dim_size_to_factor,
+                         eps=epsilon1)
+    return Optimizer(tx=tx, schedule=learning_rate, name="adafactor")
+  rules = adafactor_lib.merged_rules(factor_rules)  # kinds checked while gin builds it
+
+  def build(param_axes):
+    kinds = adafactor_lib.axis_kinds(param_axes, rules, factor_rules)
+    parts = [adafactor_lib.scale_by_adafactor(
+        kinds, factored=factored, decay_rate=decay_rate,
+        min_dim_size_to_factor=min_dim_size_to_factor, epsilon1=epsilon1,
+        clipping_threshold=clipping_threshold,
+        multiply_by_parameter_scale=multiply_by_parameter_scale)]
+    if momentum is not None:
+      parts.append(optax.ema(momentum, debias=False, accumulator_dtype=jnp.float32))
+    parts.append(optax.scale(-1.0))
+    return optax.chain(*parts)
+
+  return Optimizer(tx=_needs_axes("adafactor(factoring='t5x')"), schedule=learning_rate,
+                   name="adafactor", build=build)
 
 
-def scale_by_factored_rms(factored: bool = True, decay_rate: float = 0.8,
-                          min_dim_size_to_factor: int = 128,
-                          epsilon: float = 1e-30) -> optax.GradientTransformation:
-  """optax.scale_by_factored_rms (Adafactor's second-moment scaling) with the same state.
+def _needs_axes(what: str) -> optax.GradientTransformation:
+  """The `tx` of an optimizer not yet given its parameters' logical axes: using it is an error."""
 
-  Same statistics, update and optax.FactoredState tree (its init is optax's), so checkpoints and
-  optax's own update interchange. The one difference: on CPU, a mean over a matrix's outer axis
-  (the column statistics of the [256, 32000] vocabulary projection) is a ones-GEMV, because
-  YNNPACK's outer-axis reduction fused into the update is slow there (figures in
-  benchmarks/README.md). Values agree with optax to float32 summation order.
-  """
-  reference = optax.scale_by_factored_rms(factored=factored, decay_rate=decay_rate,
-                                          min_dim_size_to_factor=min_dim_size_to_factor,
-                                          epsilon=epsilon)
+  def fail(*args, **kwargs):
+    del args, kwargs
+    raise errors.ConfigError(f"{what} factors by the parameters' logical axis names: build it "
+                             f"with optimizer.for_params(model.param_logical_axes(shapes)) "
+                             f"first (the trainer does).")
 
-  def factored_dims(shape):
-    """(second-largest axis, largest axis), as optax picks them; None when not factored."""
-    if not factored or len(shape) < 2:
-      return None
-    order = np.argsort(shape)
-    if shape[order[-2]] < min_dim_size_to_factor:
-      return None
-    return int(order[-2]), int(order[-1])
-
-  def update_fn(grads, state, params=None):
-    if params is None:
-      raise ValueError("scale_by_factored_rms needs the parameters: call update(updates, state, "
-                       "params).")
-    t = jnp.asarray(state.count + 1, jnp.float32)
-    beta = 1.0 - t ** (-decay_rate)
-
-    def one(grad, v_row, v_col, v, param):
-      grad_sqr = jnp.square(grad) + epsilon
-      dims = factored_dims(param.shape)
-      if dims is None:
-        new_v = (beta * v + (1.0 - beta) * grad_sqr).astype(param.dtype)
-        return grad * new_v ** -0.5, v_row, v_col, new_v
-      d1, d0 = dims
-      new_row = (beta * v_row + (1.0 - beta) * _mean(grad_sqr, d0)).astype(param.dtype)
-      new_col = (beta * v_col + (1.0 - beta) * _mean(grad_sqr, d1)).astype(param.dtype)
-      row_axis = d1 - 1 if d1 > d0 else d1
-      row_factor = (new_row / jnp.mean(new_row, axis=row_axis, keepdims=True)) ** -0.5
-      update = (grad * jnp.expand_dims(row_factor, d0)
-                * jnp.expand_dims(new_col ** -0.5, d1))
-      return update, new_row, new_col, v
-
-    treedef = jax.tree_util.tree_structure(grads)
-    outs = [one(*leaves) for leaves in zip(
-        *(treedef.flatten_up_to(tree) for tree in
-          (grads, state.v_row, state.v_col, state.v, params)))]
-    unflat = lambda i: treedef.unflatten([o[i] for o in outs])  # noqa: E731
-    return unflat(0), optax.FactoredState(count=optax.safe_increment(state.count),
-                                          v_row=unflat(1), v_col=unflat(2), v=unflat(3))
-
-  return optax.GradientTransformation(reference.init, update_fn)
-
-
-def _mean(x, axis: int):
-  """jnp.mean over one axis; a ones-GEMV over the outer axis of a wide CPU matrix (see above).
-
-  Only where the rows are fewer than the columns: the outer-axis reduction of a tall matrix
-  ([32000, 256] -> [256]) is fast in YNNPACK and keeps jnp.mean's numbers.
-  """
-  if axis != 0 or x.ndim < 2 or jax.default_backend() != "cpu" or x.shape[0] > x.size // x.shape[0]:
-    return jnp.mean(x, axis=axis)
-  rows = x.shape[0]
-  total = jnp.dot(jnp.ones((rows,), x.dtype), x.reshape(rows, -1),
-                  preferred_element_type=jnp.float32)
-  return (total / rows).astype(x.dtype).reshape(x.shape[1:])
-
-
-def scale_by_param_rms(min_scale: float = 1e-3) -> optax.GradientTransformation:
-  """Multiplies each update by max(rms(param), min_scale): optax.scale_by_param_block_rms's value.
-
-  optax computes it with numerics.safe_root_mean_squares, written to be differentiable at zero: two
-  reductions over every parameter and a parameter-sized select, costly on CPU for the vocabulary
-  matrices (benchmarks/README.md). The update is never differentiated,
-  so one reduction gives the same number (max(rms, m) is m exactly where optax's `rms <= m` is).
-  """
-
-  def update_fn(updates, state, params=None):
-    if params is None:
-      raise ValueError("scale_by_param_rms needs the parameters: call update(updates, state, "
-                       "params).")
-    updates = jax.tree_util.tree_map(
-        lambda u, p: u * jnp.maximum(jnp.sqrt(jnp.mean(jnp.square(p))), min_scale),
-        updates, params)
-    return updates, state
-
-  return optax.GradientTransformation(optax.init_empty_state, update_fn)
+  return optax.GradientTransformation(fail, fail)
 
 
 @gin.configurable(module="experiments.optimizers")

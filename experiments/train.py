@@ -9,7 +9,9 @@ Append --gin_file=gin_configs/local_tiny.gin for a CPU-sized run (tiny model, ba
 steps). Flags: --gin_file, --gin.KEY=VALUE, --gin_bindings, --gin_search_paths, --tfds_data_dir,
 --verbose. Resumes automatically from the latest complete checkpoint in MODEL_DIR (parameters,
 optimizer state, step, RNG, data position); otherwise starts from INITIAL_CHECKPOINT_PATH
-(parameters only, the step continues from that checkpoint's) or from scratch. Exits 1, keeping the
+(parameters and optimizer state, as t5x's finetuning; the step continues from that checkpoint's;
+experiments.train.train.restore_optimizer_state=False for a fresh optimizer state) or from
+scratch. Exits 1, keeping the
 last good checkpoint, when the loss or the gradients stop being finite; 2 on a bad configuration;
 143 after saving on SIGTERM.
 """

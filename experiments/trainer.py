@@ -79,6 +79,8 @@ class StepBuilder:
         specs = nn.get_partition_spec(boxed)["params"]
     self.abstract_params = nn.meta.unbox(boxed)["params"]
     self.params_shardings = self.partitioner.params_shardings(specs, self.abstract_params)
+    # An optimizer that factors by logical axes (t5x's Adafactor) is built from them here.
+    self.optimizer = self.optimizer.for_params(specs)
     abstract_opt = jax.eval_shape(self.optimizer.tx.init, self.abstract_params)
     opt_shardings = self.partitioner.opt_state_shardings(
         abstract_opt, self.abstract_params, self.params_shardings)

@@ -60,6 +60,8 @@ def test_unwritable_model_dir(tmp_path):
     (["VOCAB_SIZE = 32128"], r"VOCAB_SIZE = 32,128 \(bound to arch.config.TransformerConfig."
                              r"vocab_size: 32,128 embedding rows\) does not fit .*4,100 ids"),
     (["VOCAB_SIZE = 1000"], r"VOCAB_SIZE = 1,000 .* does not fit"),
+    (["experiments.optimizers.adafactor.factor_rules = {'mpl': 'none'}"],
+     "adafactor.factor_rules names axis 'mpl', which no parameter has"),
 ])
 def test_bad_values_fail_before_anything_is_written(tmp_path, extra, message):
   files, bindings = _stack(tmp_path / "run", *extra)

@@ -4,6 +4,7 @@ import re
 
 import jax
 import numpy as np
+import orbax.checkpoint as ocp
 import pytest
 
 from arch import config as config_lib
@@ -107,6 +108,12 @@ def test_cd_checkpoint_adapts_as_nd_on_another_objective(tmp_path, cd_run):
   assert checkpoints.Checkpointer(tmp_path).all_steps() == [50]
   meta = checkpoints.read_meta(tmp_path / "checkpoints" / "50")
   assert meta["task"] == "embedded_span_corruption" and meta["data_position"] == 10
+  # The optimizer state came with the parameters (t5x's finetuning): Adafactor's count went on
+  # from 40 (a fresh state would be at 10).
+  saved = ocp.StandardCheckpointer().restore(tmp_path / "checkpoints" / "50" / "train_state")
+  counts = [int(x) for p, x in jax.tree_util.tree_leaves_with_path(saved["opt_state"])
+            if "count" in jax.tree_util.keystr(p)]
+  assert counts == [50], counts
 
 
 def test_incompatible_checkpoint_fails_before_training_and_keeps_it(tmp_path, cd_run):

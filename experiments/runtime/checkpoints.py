@@ -97,8 +97,9 @@ def latest_complete_step(directory: pathlib.Path, items: tuple[str, ...] = ITEMS
 def resolve_step_dir(checkpoint_path: str | pathlib.Path) -> pathlib.Path:
   """One step's directory from a MODEL_DIR, its checkpoints dir, or a step dir itself.
 
-  Only the parameters are needed (evaluation, INITIAL_CHECKPOINT_PATH); a step folder given
-  explicitly must be complete, and from a folder of steps the newest complete one is taken.
+  Evaluation needs only the parameters, and so does a step folder given explicitly to be
+  complete; from a folder of steps the newest complete one is taken. INITIAL_CHECKPOINT_PATH
+  also reads its train_state (restore_train_state).
   """
   path = absolute(checkpoint_path)
   if _is_step_dir(path):
@@ -143,18 +144,19 @@ def _path_str(path) -> str:
   return "/".join(str(getattr(k, "key", getattr(k, "idx", getattr(k, "name", k)))) for k in path)
 
 
-def tree_differences(saved: Any, requested: Any, limit: int = 8) -> list[str]:
-  """Human-readable differences of names, shapes and dtypes between two trees of arrays."""
+def tree_differences(saved: Any, requested: Any, limit: int = 8,
+                     what: str = "parameter") -> list[str]:
+  """Human-readable differences of names and shapes between two trees of arrays."""
   flat_saved = {_path_str(p): x for p, x in jax.tree_util.tree_leaves_with_path(saved)}
   flat_req = {_path_str(p): x for p, x in jax.tree_util.tree_leaves_with_path(requested)}
   diffs = []
   missing = sorted(set(flat_req) - set(flat_saved))
   extra = sorted(set(flat_saved) - set(flat_req))
   if missing:
-    diffs.append(f"{len(missing)} parameter(s) absent from the checkpoint, e.g. "
+    diffs.append(f"{len(missing)} {what}(s) absent from the checkpoint, e.g. "
                  + ", ".join(missing[:limit]))
   if extra:
-    diffs.append(f"{len(extra)} parameter(s) in the checkpoint the model does not have, e.g. "
+    diffs.append(f"{len(extra)} {what}(s) in the checkpoint the model does not have, e.g. "
                  + ", ".join(extra[:limit]))
   shape_diffs = [
       f"{k}: checkpoint {tuple(flat_saved[k].shape)} vs model {tuple(flat_req[k].shape)}"
@@ -244,6 +246,42 @@ def restore_params(checkpoint_path: str | pathlib.Path, abstract_params: Any,
   return _restructure(restored, abstract_params)
 
 
+FRESH_OPTIMIZER_BINDING = "experiments.train.train.restore_optimizer_state = False"
+
+
+def restore_train_state(checkpoint_path: str | pathlib.Path, abstract_train_state: Any) -> Any:
+  """The `train_state` item (step, rng, opt_state) of a step, shaped and sharded as requested.
+
+  For INITIAL_CHECKPOINT_PATH (t5x's finetuning restores the whole train state). A checkpoint
+  whose optimizer state does not fit the configured optimizer raises CheckpointError naming the
+  differences and FRESH_OPTIMIZER_BINDING, before anything compiles.
+  """
+  step_dir = resolve_step_dir(checkpoint_path)
+  problem = step_problem(step_dir, ("params", "train_state"))
+  if problem:
+    raise CheckpointError(f"Checkpoint {step_dir} has no complete optimizer state ({problem}); "
+                          f"to start from its parameters with a fresh optimizer state, set "
+                          f"{FRESH_OPTIMIZER_BINDING}.")
+  try:
+    diffs = tree_differences(_saved_tree(step_dir / "train_state"), abstract_train_state,
+                             what="optimizer array")
+    if diffs:
+      raise CheckpointError(
+          f"The optimizer state in {step_dir} does not fit the configured optimizer (another "
+          f"optimizer, or Adafactor with another factoring: experiments.optimizers.adafactor."
+          f"factoring / factor_rules?):\n  - " + "\n  - ".join(diffs)
+          + f"\nTo start from its parameters with a fresh optimizer state, set "
+          f"{FRESH_OPTIMIZER_BINDING}.")
+    with _quiet_failed_reads():
+      restored = ocp.StandardCheckpointer().restore(step_dir / "train_state",
+                                                    _with_sharding(abstract_train_state))
+  except CheckpointError:
+    raise
+  except Exception as e:  # pylint: disable=broad-except
+    raise CheckpointError(f"Checkpoint {step_dir} is damaged: {damage(e, step_dir)}.") from e
+  return _restructure(restored, abstract_train_state)
+
+
 def _restructure(restored: Any, abstract: Any) -> Any:
   """Orbax gives tuples for named tuples (optax states): put the requested structure back."""
   leaves = jax.tree_util.tree_leaves(restored)
@@ -326,7 +364,8 @@ class Checkpointer:
     if diffs:
       raise CheckpointError(
           f"The optimizer state in {step_dir} does not fit the configured optimizer (was it "
-          f"written with another optimizer?):\n  - " + "\n  - ".join(diffs))
+          f"written with another optimizer, or Adafactor with another experiments.optimizers."
+          f"adafactor.factoring?):\n  - " + "\n  - ".join(diffs))
     restored = self._manager.restore(
         step,
         args=ocp.args.Composite(
