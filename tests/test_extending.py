@@ -194,7 +194,9 @@ def _parse_user_stack(model_dir: pathlib.Path) -> None:
 
 
 def _metrics(model_dir: pathlib.Path) -> list[dict]:
-  return [json.loads(line) for line in (model_dir / "metrics.jsonl").read_text().splitlines()]
+  """The train records of metrics.jsonl (in-loop validation writes its own `eval/` records)."""
+  rows = [json.loads(line) for line in (model_dir / "metrics.jsonl").read_text().splitlines()]
+  return [r for r in rows if not any(k.startswith("eval/") for k in r)]
 
 
 def _check_trained(summary: dict, model_dir: pathlib.Path, arch: str, objective: str) -> dict:
