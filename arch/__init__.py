@@ -17,6 +17,8 @@ or evaluation, and anything above can rely on arch without a cycle.
   encoder_decoder.py  encoder-decoder network with encode / decode (encode-once via encoder_row)
   models.py           the model API (loss_fn with z_loss, token_log_probs, score_batch), the
                       built-in architectures' registration, get_model(name, config, z_loss=...)
+  converters.py       the decoder-only seqio feature converter (seqio's, plus rows of a set length:
+                      TASK_FEATURE_LENGTHS['decoder_length'])
   flops.py            per-architecture FLOP rules: tokens per matmul role, attention pairs
   accounting.py       params and training FLOPs via eval_shape; `python -m arch.accounting`
   testing.py          tiny configs, synthetic seqio-style batches, input-gradient probes

@@ -9,8 +9,9 @@ two matmuls per layer, 12 x heads x head_dim x (query, key) pairs. Which tokens 
 and how many pairs attention computes is the architecture's own FLOP rule (arch/flops.py, named by
 its registry entry), so a new architecture is counted by its rule or refused, never as another.
 Embedding lookups, norms and softmax are not counted. An "example" is one row of the converted
-batch (the task feature lengths): a packed row counts as one sequence, as dense attention computes
-it, with the ND prefix block = the 'inputs' length.
+batch (the task feature lengths through the architecture's converter, so a decoder row is inputs +
+targets, or TASK_FEATURE_LENGTHS['decoder_length'] where set): a packed row counts as one sequence,
+as dense attention computes it, with the ND prefix block = the 'inputs' length capped at the row.
 
 Two totals are reported. `train_flops_per_example` is what the hardware does (the encoder-decoder's
 cross-attention keys and values are projections of every encoder token, in every decoder layer);

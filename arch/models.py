@@ -17,6 +17,7 @@ import jax.numpy as jnp
 import seqio
 
 from arch import config as config_lib
+from arch import converters
 from arch import flops
 from arch import registry
 from arch.decoder import DecoderOnlyNetwork
@@ -198,16 +199,17 @@ def _register_builtin(model_cls: type, name: str, short: str, **properties) -> N
       name=name, short=short, build=functools.partial(model_cls, name=name), **properties))
 
 
-# The paper's three. CD and ND are one network (a checkpoint of one loads as the other); seqio's
-# decoder converter puts the loss on the targets only and, with an 'inputs' feature, marks the
-# prefix in decoder_causal_attention, which only ND reads.
+# The paper's three. CD and ND are one network (a checkpoint of one loads as the other); the
+# decoder converter (seqio's, arch/converters.py) puts the loss on the targets only and, with an
+# 'inputs' feature, marks the prefix in decoder_causal_attention, which only ND reads;
+# TASK_FEATURE_LENGTHS['decoder_length'] sets its row (the paper's 626-token ND prefix-LM rows).
 _register_builtin(DecoderOnlyModel, "causal_decoder", "CD", encoder_decoder=False,
                   bidirectional_prefix=False,
-                  feature_converter_cls=seqio.DecoderFeatureConverter,
+                  feature_converter_cls=converters.DecoderFeatureConverter,
                   flop_rule=flops.decoder_only, default_feature_lengths={"targets": 626})
 _register_builtin(DecoderOnlyModel, "non_causal_decoder", "ND", encoder_decoder=False,
                   bidirectional_prefix=True,
-                  feature_converter_cls=seqio.DecoderFeatureConverter,
+                  feature_converter_cls=converters.DecoderFeatureConverter,
                   flop_rule=flops.decoder_only,
                   default_feature_lengths={"inputs": 512, "targets": 114})
 _register_builtin(EncoderDecoderModel, "encoder_decoder", "ED", encoder_decoder=True,

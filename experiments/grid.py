@@ -350,6 +350,8 @@ def check_task(model, task_name: str, lengths: dict[str, int]) -> tuple[str, str
     corpus, _ = objectives.parse_task_name(task_name)
   except ValueError:
     return TASK_MIXTURE, ""
+  from experiments import data as data_lib  # pylint: disable=g-import-not-at-top
+  run_config.check_converter_lengths(model, data_lib.get_task(task_name), lengths)
   try:
     objectives.corpus_vocabulary(corpus)
   except (ValueError, OSError) as e:
@@ -382,6 +384,7 @@ def dry_run(grid: Grid, grid_dir: str, log: Callable[[str], None] = print) -> li
       row[f"{s.id}_steps"] = s.steps
       row[f"{s.id}_end_step"] = s.end_step
       row[f"{s.id}_tokens"] = s.tokens
+      row[f"{s.id}_step_shape"] = f"{s.batch_size} x {s.row}"  # rows x token positions per row
       row[f"{s.id}_flops"] = flops
       row[f"{s.id}_dtype"] = acc["dtype"]
       row[f"{s.id}_task"], row[f"{s.id}_task_note"] = acc["task_check"]
@@ -395,7 +398,7 @@ def dry_run(grid: Grid, grid_dir: str, log: Callable[[str], None] = print) -> li
 def format_dry_run(rows: Sequence[dict]) -> str:
   """The dry run's table: one line per training stage; notes for tasks that were not checked."""
   lines = [f"{'cell':<18} {'params':>16} {'stage':<9} {'steps':>8} {'end step':>9} "
-           f"{'tokens':>18} {'train FLOPs':>12} {'dtype':<9} task"]
+           f"{'rows x len':>11} {'tokens':>18} {'train FLOPs':>12} {'dtype':<9} task"]
   notes: dict[str, list[str]] = {}
   for r in rows:
     if "error" in r:
@@ -407,7 +410,7 @@ def format_dry_run(rows: Sequence[dict]) -> str:
         continue
       head = (f"{r['cell']:<18} {r['params']:>16,}" if first else f"{'':<18} {'':>16}")
       lines.append(f"{head} {kind:<9} {r[kind + '_steps']:>8,} {r[kind + '_end_step']:>9,} "
-                   f"{r[kind + '_tokens']:>18,} {r[kind + '_flops']:>12.3e} "
+                   f"{r.get(kind + '_step_shape', ''):>11} {r[kind + '_tokens']:>18,} {r[kind + '_flops']:>12.3e} "
                    f"{r[kind + '_dtype']:<9} {r[kind + '_task']}")
       if r[kind + "_task"] == TASK_UNCHECKED:
         notes.setdefault(r[kind + "_task_note"], []).append(f"{r['cell']}/{kind}")

@@ -14,6 +14,7 @@ import re
 import shlex
 from typing import Mapping, Sequence
 
+from arch import registry as arch_registry
 from experiments.grid_spec import PHASE, Cell, Grid, GridError
 
 ARCH_GIN = "gin_configs/arch/{}.gin"
@@ -39,7 +40,9 @@ class Stage:
   end_step: int
   steps: int = 0  # optimizer steps of this stage (0 for evaluation)
   examples: int = 0  # sequences trained on in this stage (steps x batch)
-  tokens: int = 0  # tokens trained on in this stage (examples x summed feature lengths)
+  tokens: int = 0  # token positions trained on in this stage (examples x row)
+  batch_size: int = 0  # rows per step (BATCH_SIZE)
+  row: int = 0  # token positions of one converted row (row_tokens)
   suite: str | None = None
   task: str | None = None  # MIXTURE_OR_TASK_NAME of a training stage
   depends_on: tuple[str, ...] = ()  # '<cell>/<stage id>' that must be done first
@@ -101,6 +104,25 @@ def _mtf_bindings(grid: Grid) -> list[str]:
   return out
 
 
+def _pretrain_shape(grid: Grid, cell: Cell) -> tuple[Mapping[str, int], int]:
+  """(TASK_FEATURE_LENGTHS, BATCH_SIZE) of a pretrain / adapt stage: the cell's, else the grid's."""
+  lengths = cell.feature_lengths or grid.feature_lengths[cell.objective]
+  batch = cell.batch_size or grid.batch_size[cell.objective]
+  return lengths, batch
+
+
+def row_tokens(arch: str, lengths: Mapping[str, int]) -> int:
+  """Token positions of one converted row: the architecture's converter decides (a decoder row is
+  inputs + targets, or TASK_FEATURE_LENGTHS['decoder_length']; ED's is inputs + targets)."""
+  converter = arch_registry.get(arch).feature_converter_cls(pack=True)
+  try:
+    model_lengths = converter.get_model_feature_lengths(dict(lengths))
+  except (ValueError, KeyError) as e:
+    raise GridError(f"TASK_FEATURE_LENGTHS = {dict(lengths)} on {arch!r}: {e}") from None
+  return sum(int(model_lengths.get(k, 0)) for k in ("encoder_input_tokens",
+                                                     "decoder_target_tokens"))
+
+
 def cell_stages(grid: Grid, cell: Cell, grid_dir: str) -> list[Stage]:
   """The stages of one cell in the order they run."""
   base = cell_dir(grid_dir, cell)
@@ -125,13 +147,13 @@ def cell_stages(grid: Grid, cell: Cell, grid_dir: str) -> list[Stage]:
     init = None
     if kind == "pretrain":
       steps, start = cell.steps, 0
-      lengths, batch = grid.feature_lengths[cell.objective], grid.batch_size[cell.objective]
+      lengths, batch = _pretrain_shape(grid, cell)
       task = f"{grid.corpus}_{cell.objective}"
     elif kind == "adapt":
       source = grid.cell(cell.source)
       src_pretrain = os.path.join(cell_dir(grid_dir, source), "pretrain")
       steps, start, init = cell.steps, source.steps, src_pretrain
-      lengths, batch = grid.feature_lengths[cell.objective], grid.batch_size[cell.objective]
+      lengths, batch = _pretrain_shape(grid, cell)
       task = f"{grid.corpus}_{cell.objective}"
       depends = (f"{source.name}/pretrain",)
     else:  # mtf
@@ -144,6 +166,7 @@ def cell_stages(grid: Grid, cell: Cell, grid_dir: str) -> list[Stage]:
     files = files + ([OBJECTIVE_GIN.format(cell.objective)] if kind != "mtf" else [])
     files += [RUN_GIN[kind], *cell.gin_files]
     model_dir = os.path.join(base, kind)
+    row = row_tokens(cell.arch, lengths)
     b = bindings + (_mtf_bindings(grid) if kind == "mtf" else []) + list(cell.bindings) + [
         f"MODEL_DIR = {_q(model_dir)}", f"MIXTURE_OR_TASK_NAME = {_q(task)}",
         f"TASK_FEATURE_LENGTHS = {_lengths(lengths)}", f"TRAIN_STEPS = {start + steps}",
@@ -152,7 +175,7 @@ def cell_stages(grid: Grid, cell: Cell, grid_dir: str) -> list[Stage]:
       b.append(f"INITIAL_CHECKPOINT_PATH = {_q(init)}")
     stage = Stage(cell=cell, id=kind, kind="train", dir=model_dir, gin_files=tuple(files),
                   bindings=tuple(b), trained=kind, end_step=start + steps, steps=steps,
-                  examples=steps * batch, tokens=steps * batch * sum(lengths.values()),
+                  examples=steps * batch, tokens=steps * batch * row, batch_size=batch, row=row,
                   task=task, depends_on=depends)
     out.append(stage)
     prev = stage

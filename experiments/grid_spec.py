@@ -9,7 +9,9 @@ A cell is a dict:
    'source': 'CD:FLM', 'steps': 39936}              # adaptation from CD:FLM's pretrained weights
 
 with optional keys 'stages' (default pretrain, eval, mtf, eval; adapt, eval, mtf, eval for a cell
-with a source), 'steps' (pretrain / adapt steps of this cell), 'gin_files' and 'bindings' (extra
+with a source), 'steps' (pretrain / adapt steps of this cell), 'batch_size' and 'feature_lengths'
+(of this cell's pretrain / adapt stage, instead of the grid's entry for its objective: the paper's
+ND:PLM reads 2048 rows of 626 where ED:PLM reads 1024 pairs), 'gin_files' and 'bindings' (extra
 gin for every stage of the cell). Everything is checked here, before any training: an unknown
 arch, objective or stage, an adaptation whose source cell is missing, a malformed stage chain.
 """
@@ -31,7 +33,11 @@ from experiments.runtime import gin_utils
 
 TRAIN_STAGES = ("pretrain", "adapt", "mtf")
 STAGES = TRAIN_STAGES + ("eval",)
-CELL_KEYS = ("name", "arch", "objective", "source", "stages", "steps", "gin_files", "bindings")
+CELL_KEYS = ("name", "arch", "objective", "source", "stages", "steps", "batch_size",
+             "feature_lengths", "gin_files", "bindings")
+# Cell keys left out of the grid's definition when unset, so that grids written without them keep
+# their fingerprint.
+_OPTIONAL_CELL_KEYS = ("batch_size", "feature_lengths")
 # What a post-training evaluation is called in results: after pretrain or adapt it is zero-shot.
 PHASE = {"pretrain": "zero_shot", "adapt": "zero_shot", "mtf": "post_mtf"}
 
@@ -52,6 +58,8 @@ class Cell:
   source: str | None = None
   gin_files: tuple[str, ...] = ()
   bindings: tuple[str, ...] = ()
+  batch_size: int | None = None  # pretrain / adapt batch; None: the grid's, by objective
+  feature_lengths: Mapping[str, int] | None = None  # likewise TASK_FEATURE_LENGTHS
 
   @property
   def slug(self) -> str:
@@ -88,7 +96,8 @@ class Grid:
   def definition(self) -> dict[str, Any]:
     """A JSON-able description of everything that decides the grid's results."""
     d = dataclasses.asdict(self)
-    d["cells"] = [dataclasses.asdict(c) for c in self.cells]
+    d["cells"] = [{k: v for k, v in dataclasses.asdict(c).items()
+                   if not (k in _OPTIONAL_CELL_KEYS and v is None)} for c in self.cells]
     return json.loads(json.dumps(d, sort_keys=True))
 
   def fingerprint(self) -> str:
@@ -153,12 +162,27 @@ def parse_cell(i: int, raw: Any, default_steps: int) -> Cell:
     raise GridError(f"{where}: an adaptation cell needs 'steps' (its adaptation steps, added to "
                     f"the source's pretraining steps).")
   steps = _int(raw.get("steps", default_steps), f"{where}: 'steps'")
+  batch = raw.get("batch_size")
+  if batch is not None:
+    batch = _int(batch, f"{where}: 'batch_size'")
+  lengths = raw.get("feature_lengths")
+  if lengths is not None:
+    lengths = _feature_lengths(lengths, f"{where}: 'feature_lengths'")
   files, bindings = raw.get("gin_files", ()), raw.get("bindings", ())
   for key, value in (("gin_files", files), ("bindings", bindings)):
     if isinstance(value, str) or not all(isinstance(x, str) for x in value):
       raise GridError(f"{where}: {key!r} must be a list of strings, got {value!r}.")
   return Cell(name=raw["name"], arch=raw["arch"], objective=raw["objective"], stages=stages,
-              steps=steps, source=source, gin_files=tuple(files), bindings=tuple(bindings))
+              steps=steps, source=source, gin_files=tuple(files), bindings=tuple(bindings),
+              batch_size=batch, feature_lengths=lengths)
+
+
+def _feature_lengths(value: Any, what: str) -> dict[str, int]:
+  """A TASK_FEATURE_LENGTHS dict: 'targets' and any other keys, each a positive integer."""
+  if not isinstance(value, Mapping) or "targets" not in value:
+    raise GridError(f"{what} must be a dict with 'targets', like {{'inputs': 512, 'targets': "
+                    f"114}}, got {value!r}.")
+  return {k: _int(v, f"{what}[{k!r}]") for k, v in value.items()}
 
 
 def _order(cells: list[Cell]) -> tuple[Cell, ...]:
@@ -213,16 +237,16 @@ def grid_definition(
   pretrain_steps = _int(pretrain_steps, f"{prefix}.pretrain_steps")
   parsed = [parse_cell(i, c, pretrain_steps) for i, c in enumerate(cells)]
   lengths = {}
-  needed = sorted({c.objective for c in parsed})
+  # Only objectives some cell reads from the grid's entries need them (a cell may set its own).
+  needed = sorted({c.objective for c in parsed if c.feature_lengths is None})
   for objective in needed:
     fl = (feature_lengths or {}).get(objective)
     if not isinstance(fl, Mapping) or "targets" not in fl:
       raise GridError(f"{prefix}.feature_lengths has no entry for objective {objective!r} (a dict "
                       f"like {{'inputs': 512, 'targets': 114}}); it has {sorted(feature_lengths)}.")
-    lengths[objective] = {k: _int(v, f"{prefix}.feature_lengths[{objective!r}][{k!r}]")
-                          for k, v in fl.items()}
+    lengths[objective] = _feature_lengths(fl, f"{prefix}.feature_lengths[{objective!r}]")
   batches = {}
-  for objective in needed:
+  for objective in sorted({c.objective for c in parsed if c.batch_size is None}):
     b = batch_size.get(objective) if isinstance(batch_size, Mapping) else batch_size
     batches[objective] = _int(b, f"{prefix}.batch_size[{objective!r}]" if isinstance(
         batch_size, Mapping) else f"{prefix}.batch_size")

@@ -26,6 +26,7 @@ import numpy as np
 
 from arch import accounting
 from arch import config as config_lib
+from arch import converters
 from arch import registry as arch_registry
 import objectives
 from experiments.runtime import checkpoints as ckpt_lib
@@ -120,6 +121,7 @@ def check_and_prepare(*, model, model_dir, task_name, task_feature_lengths, trai
     data_lib.check_feature_lengths(task, task_feature_lengths)
   except ValueError as e:
     raise ConfigError(str(e)) from e
+  check_converter_lengths(model, task, task_feature_lengths)
   _check_vocab(model, task)
   raw_length = objectives_validation(model, task_name, task_feature_lengths)
   if initial_checkpoint_path:
@@ -142,6 +144,29 @@ def _check_vocab(model, task) -> None:
     raise ConfigError(str(e)) from None
 
 
+def task_lengths(model, task_feature_lengths: Mapping[str, int]) -> dict[str, int]:
+  """TASK_FEATURE_LENGTHS without the keys the model's converter reads ('decoder_length')."""
+  keys = converters.row_length_keys(model.feature_converter_cls)
+  return {k: v for k, v in dict(task_feature_lengths).items() if k not in keys}
+
+
+def check_converter_lengths(model, task, task_feature_lengths: Mapping[str, int]) -> None:
+  """Every TASK_FEATURE_LENGTHS key is a feature of the task or read by the model's converter."""
+  keys = converters.row_length_keys(model.feature_converter_cls)
+  extra = sorted(set(task_feature_lengths) - set(task.output_features) - set(keys))
+  if extra:
+    converter = model.feature_converter_cls.__name__
+    raise ConfigError(
+        f"TASK_FEATURE_LENGTHS = {dict(task_feature_lengths)}: {extra} is neither a feature of "
+        f"task {task.name!r} ({sorted(task.output_features)}) nor a length the feature converter "
+        f"of {model.name!r} ({converter}) reads ({', '.join(map(repr, keys)) or 'none'}).")
+  try:
+    model.feature_converter_cls(pack=True).get_model_feature_lengths(dict(task_feature_lengths))
+  except (ValueError, KeyError) as e:
+    raise ConfigError(f"TASK_FEATURE_LENGTHS = {dict(task_feature_lengths)} on {model.name!r}: "
+                      f"{e}") from None
+
+
 def objectives_validation(model, task_name: str, task_feature_lengths: Mapping[str, int],
                           check_corpus: bool = True) -> int | None:
   """objectives.validate(...) for '{corpus}_{objective}' tasks (mixtures are checked above);
@@ -151,7 +176,8 @@ def objectives_validation(model, task_name: str, task_feature_lengths: Mapping[s
     objectives.parse_task_name(task_name)
   except ValueError:
     return None  # a mixture (e.g. the MTF mixtures): registered and checked by its own package
-  info = objectives.validate(task_name, dict(task_feature_lengths),
+  # The converter's own keys (a decoder row length) are the architecture's, not the objective's.
+  info = objectives.validate(task_name, task_lengths(model, task_feature_lengths),
                              architecture=arch_registry.get(model.name),
                              vocab_size=model.config.vocab_size, check_corpus=check_corpus)
   return int(info["raw_length"])

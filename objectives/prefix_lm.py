@@ -20,11 +20,11 @@ Rows (the paper's two public configs). TASK_FEATURE_LENGTHS is {'inputs': L, 'ta
 independent sequences otherwise, and pairs when no converter is known (a bare Task.get_dataset).
 True / False force either. The post-objective shuffle moves pairs, never splitting one.
 
-Decoder row length. seqio's decoder converter makes a row of inputs + targets = 2L positions, so a
-decoder row holds two independent sequences as two packed segments (attention never crosses them;
-positions restart): 1024 rows carry the paper's 2048 x L tokens per step, the same examples as its
-2048 rows of L. A row of exactly L tokens at batch 2048 needs a decoder converter whose row length is
-L rather than inputs + targets (the architecture names its converter: arch/models.py).
+Decoder row length: the architecture's converter decides (arch/converters.py), not this module.
+By default a decoder row is inputs + targets = 2L positions, holding two independent sequences as
+two packed segments (attention never crosses them; positions restart): 1024 rows carry the paper's
+2048 x L tokens per step. With TASK_FEATURE_LENGTHS['decoder_length'] = L a row holds exactly one
+sequence (every example is s + (L - s) = L tokens), 2048 rows per step: the paper's ND layout.
 """
 
 from __future__ import annotations

@@ -55,3 +55,19 @@ def test_paper_counts_at_the_registered_default_lengths(name):
   assert counts["task_feature_lengths"] == registry.get(name).default_feature_lengths
   assert (counts["params"], counts["train_flops_per_example"],
           counts["attention_flops_per_example"]) == PAPER_COUNTS[name]
+
+
+def test_nd_prefix_lm_rows_count_decoder_length_positions():
+  # The paper's ND:PLM rows: 626 positions, one sequence each (not inputs + targets = 1,252).
+  cfg = TransformerConfig(emb_dim=4096, num_heads=64, head_dim=64, mlp_dim=10240, num_layers=24)
+  nd = accounting.account(models.get_model("non_causal_decoder", cfg),
+                          {"inputs": 626, "targets": 626, "decoder_length": 626})
+  cd = accounting.account(models.get_model("causal_decoder", cfg), {"targets": 626})
+  assert nd["tokens_per_example"] == 626
+  assert nd["attention_shape"] == {"length": 626, "bidirectional_prefix": 626}
+  # Same weights over the same 626 tokens as CD:FLM; the prefix block is capped at the row.
+  assert nd["weight_flops_per_example"] == cd["weight_flops_per_example"]
+  assert nd["attention_flops_per_example"] == 12 * 64 * 64 * 24 * 626 ** 2
+  pairs = accounting.account(models.get_model("non_causal_decoder", cfg),
+                             {"inputs": 626, "targets": 626})
+  assert pairs["tokens_per_example"] == 1252  # seqio's rows: two sequences per row

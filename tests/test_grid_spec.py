@@ -84,6 +84,49 @@ def test_plan_chains_absolute_steps_and_checkpoints(tmp_path):
   assert len(stages) == 2 * (2 + 2 * 2)
 
 
+ND_ROWS = {"inputs": 32, "targets": 32, "decoder_length": 32}
+ND_PLM = {"name": "ND:PLM", "arch": "non_causal_decoder", "objective": "prefix_lm",
+          "batch_size": 4, "feature_lengths": ND_ROWS}
+ED_PLM = {"name": "ED:PLM", "arch": "encoder_decoder", "objective": "prefix_lm"}
+
+
+def test_cell_batch_and_lengths_override_the_objectives_for_pretrain_and_adapt(tmp_path):
+  g = _grid([ND_PLM, ED_PLM, {"name": "ND:MLM", "arch": "non_causal_decoder",
+                              "objective": "span_corruption"},
+             {"name": "ND:MLM->ND:PLM", "arch": "non_causal_decoder", "objective": "prefix_lm",
+              "source": "ND:MLM", "steps": 5, "batch_size": 4, "feature_lengths": ND_ROWS}])
+  stages = {s.key: s for s in grid_plan.plan(g, str(tmp_path))}
+  b = lambda key: dict(x.split(" = ", 1) for x in stages[key].bindings)
+  for key in ("ND:PLM/pretrain", "ND:MLM->ND:PLM/adapt"):
+    assert b(key)["BATCH_SIZE"] == "4"
+    assert b(key)["TASK_FEATURE_LENGTHS"] == "{'decoder_length': 32, 'inputs': 32, 'targets': 32}"
+    assert (stages[key].batch_size, stages[key].row) == (4, 32)  # one 32-token sequence per row
+  assert stages["ND:PLM/pretrain"].tokens == 10 * 4 * 32
+  # ED:PLM keeps the grid's prefix_lm entry: pairs, 32 encoder + 32 decoder positions per row.
+  ed = stages["ED:PLM/pretrain"]
+  assert b(ed.key)["TASK_FEATURE_LENGTHS"] == "{'inputs': 32, 'targets': 32}"
+  assert (ed.batch_size, ed.row, ed.tokens) == (2, 64, 10 * 2 * 64)
+  # MTF is the grid's, whatever the cell's pretraining shape.
+  assert b("ND:PLM/mtf")["TASK_FEATURE_LENGTHS"] == "{'inputs': 16, 'targets': 8}"
+  assert (stages["ND:PLM/mtf"].batch_size, stages["ND:PLM/mtf"].row) == (2, 24)
+  # Cells without overrides keep the definition (and fingerprint) of grids written before them.
+  assert "batch_size" not in g.definition()["cells"][1]
+  assert g.definition()["cells"][0]["feature_lengths"] == ND_ROWS
+  # An objective every cell overrides needs no grid entry.
+  _grid([ND_PLM], feature_lengths={}, batch_size={})
+
+
+@pytest.mark.parametrize("extra, match", [
+    ({"batch_size": 0}, r"\('ND:PLM'\): 'batch_size' must be a positive integer"),
+    ({"feature_lengths": {"inputs": 32}}, r"'feature_lengths' must be a dict with 'targets'"),
+    ({"feature_lengths": {"targets": 32, "decoder_length": -1}},
+     r"'feature_lengths'\['decoder_length'\] must be a positive integer"),
+])
+def test_bad_cell_overrides(extra, match):
+  with pytest.raises(GridError, match=match):
+    _grid([dict(ND_PLM, **extra)])
+
+
 def test_print_commands_round_trip_to_the_same_gin(tmp_path):
   g = _grid([CD_FLM], bindings=["experiments.train.train.log_period = 5"])
   stages = grid_plan.plan(g, str(tmp_path / "my grid"))
@@ -179,6 +222,28 @@ def test_dry_run_of_wang2022_gives_the_paper_numbers(wang2022_dry_run):
   assert adapt["adapt_end_step"] == 171_008 and adapt["mtf_end_step"] == 181_008
   assert adapt["adapt_tokens"] == 39_936 * 2048 * 626
   assert "4,762,357,760" in printed and "168,040,595,456" in printed
+
+
+@pytest.mark.slow
+def test_wang2022_prefix_lm_rows_follow_the_papers_configs(wang2022_dry_run):
+  # ND:PLM (nc_dec_c4_prefix_lm.gin): 2048 rows of one 626-token sequence; ED:PLM
+  # (enc_dec_c4_prefix_lm.gin): 1024 rows of one complementary pair (626 + 626). Same tokens.
+  from arch import accounting, models  # pylint: disable=g-import-not-at-top
+  rows, printed = wang2022_dry_run
+  nd, ed = rows["ND:PLM"], rows["ED:PLM"]
+  assert nd["pretrain_step_shape"] == "2048 x 626" and 2048 * 626 == 1_282_048
+  assert rows["ND:MLM->ND:PLM"]["adapt_step_shape"] == "2048 x 626"
+  assert ed["pretrain_step_shape"] == rows["ED:MLM->ED:PLM"]["adapt_step_shape"] == "1024 x 1252"
+  assert nd["pretrain_tokens"] == ed["pretrain_tokens"] == 168_040_595_456
+  assert nd["mtf_step_shape"] == ed["mtf_step_shape"] == "1024 x 1280"
+  from arch.config import TransformerConfig  # pylint: disable=g-import-not-at-top
+  paper = TransformerConfig(emb_dim=4096, num_heads=64, head_dim=64, mlp_dim=10240, num_layers=24,
+                            vocab_size=32128)
+  per_row = accounting.account(models.get_model("non_causal_decoder", paper),
+                               {"inputs": 626, "targets": 626, "decoder_length": 626})
+  assert nd["pretrain_flops"] == per_row["train_flops_per_example"] * 131_072 * 2048
+  line = next(l for l in printed.splitlines() if l.startswith("ND:PLM "))
+  assert "2048 x 626" in line and "168,040,595,456" in line
 
 
 @pytest.mark.slow

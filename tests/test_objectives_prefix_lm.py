@@ -7,6 +7,7 @@ import gin
 import numpy as np
 import pytest
 import seqio
+import tensorflow as tf
 
 import objectives
 from arch import registry as arch_registry
@@ -163,3 +164,54 @@ def test_lengths_that_would_truncate_raise():
     prefix_lm.chunk_length({"inputs": 10, "targets": 16})
   with pytest.raises(ValueError, match="needs TASK_FEATURE_LENGTHS\\['inputs'\\]"):
     prefix_lm.chunk_length({"targets": 16})
+
+
+# The paper's ND prefix LM (nc_dec_c4_prefix_lm.gin): rows of one L-token sequence each.
+ROWS = {"inputs": L, "targets": L, "decoder_length": L}
+
+
+def test_non_causal_decoder_rows_of_decoder_length_hold_one_sequence(clean_gin):
+  converter = _arch_converter("non_causal_decoder")
+  assert converter.get_model_feature_lengths(ROWS)["decoder_target_tokens"] == L
+  it = objectives.get_dataset("embedded_prefix_lm", ROWS, converter, 8, 3)
+  splits = []
+  for _ in range(4):
+    b = next(it)
+    assert b["decoder_target_tokens"].shape == (8, L)
+    for row in range(8):
+      # One whole sequence per row: one segment, no padding, positions 0..L-1.
+      np.testing.assert_array_equal(b["decoder_segment_ids"][row], 1)
+      np.testing.assert_array_equal(b["decoder_positions"][row], np.arange(L))
+      assert (b["decoder_target_tokens"][row] > 0).all()
+      causal = b["decoder_causal_attention"][row]
+      s = int(causal.sum()) - 1  # the prefix plus one position are marked
+      assert 1 <= s < L
+      np.testing.assert_array_equal(causal, (np.arange(L) <= s).astype(np.int32))
+      np.testing.assert_array_equal(b["decoder_loss_weights"][row],
+                                    (np.arange(L) >= s).astype(np.int32))
+      splits.append(s)
+  # Independent split points: no complementary pairs (s, L - s) in consecutive rows.
+  pairs = list(zip(splits[0::2], splits[1::2]))
+  assert sum(a + b == L for a, b in pairs) <= 4, pairs
+  assert len(set(splits)) > 8
+
+
+def test_encoder_decoder_rows_are_unchanged_pairs(clean_gin):
+  # ED keeps seqio's converter and its pairs; the row length is a decoder-only setting.
+  assert arch_registry.get("encoder_decoder").feature_converter_cls is seqio.EncDecFeatureConverter
+  b = _batch(_arch_converter("encoder_decoder"), {"inputs": L, "targets": L}, batch_size=4)
+  assert b["encoder_input_tokens"].shape == b["decoder_target_tokens"].shape == (4, L)
+  np.testing.assert_array_equal(b["encoder_segment_ids"].max(1), 2)
+
+
+def test_decoder_length_refuses_examples_longer_than_the_row(clean_gin):
+  converter = _arch_converter("non_causal_decoder")
+  # A row shorter than the sequences is an error, never a silent truncation.
+  with pytest.raises(tf.errors.InvalidArgumentError,
+                     match=r"exceed TASK_FEATURE_LENGTHS\S+decoder_length\S+ = 8"):
+    next(objectives.get_dataset("embedded_prefix_lm", {"inputs": L, "targets": L,
+                                                       "decoder_length": 8}, converter, 2, 0))
+  with pytest.raises(ValueError, match="not inputs \\+ targets"):
+    converter.get_model_feature_lengths({"targets": L, "decoder_length": L})
+  with pytest.raises(ValueError, match="positive integer"):
+    converter.get_model_feature_lengths({"inputs": L, "targets": L, "decoder_length": 0})

@@ -68,3 +68,15 @@ def test_bad_values_fail_before_anything_is_written(tmp_path, extra, message):
   with pytest.raises(ValueError, match=message):
     train.run(files, bindings)
   assert not (tmp_path / "run").exists() or not any((tmp_path / "run").iterdir())
+
+
+def test_decoder_length_on_an_encoder_decoder_is_named(tmp_path):
+  # The row length is the decoder converter's; ED's converter does not read it.
+  files, bindings = testing.tiny_stack(
+      "encoder_decoder", "prefix_lm", tmp_path / "run", 2,
+      lengths={"inputs": 16, "targets": 16, "decoder_length": 16})
+  with pytest.raises(run_config.ConfigError,
+                     match=r"\['decoder_length'\] is neither a feature of task 'embedded_prefix_lm'"
+                           r".*encoder_decoder.*EncDecFeatureConverter"):
+    train.run(files, bindings)
+  assert not (tmp_path / "run").exists() or not any((tmp_path / "run").iterdir())

@@ -165,3 +165,20 @@ def test_sigterm_saves_the_current_step_and_the_rerun_matches(tmp_path, cd_run, 
                   jax.tree_util.tree_leaves(_params(ref_dir))):
     assert np.array_equal(np.asarray(a), np.asarray(b))
   assert _model_metrics(tmp_path) == _model_metrics(ref_dir)
+
+
+def test_tiny_nd_prefix_lm_on_rows_of_decoder_length(tmp_path):
+  # The paper's ND:PLM layout: one L-token sequence per row; tokens and FLOPs count L per row.
+  L = 32
+  files, bindings = testing.tiny_stack(
+      "non_causal_decoder", "prefix_lm", tmp_path, 2, batch_size=4, log_period=1,
+      checkpoint_period=2, lengths={"inputs": L, "targets": L, "decoder_length": L})
+  summary = train.run(files, bindings)
+  assert summary["final_step"] == 2
+  records = metrics_lib.read_metrics(tmp_path)
+  # Every row holds one sequence of L tokens split in [1, L): L - s >= 1 targets each.
+  assert all(4 <= r["num_tokens"] <= 4 * (L - 1) for r in records)
+  model = models.get_model("non_causal_decoder", config_lib.TransformerConfig(
+      vocab_size=4100, emb_dim=32, num_heads=4, head_dim=8, mlp_dim=64, num_layers=2))
+  shapes = model.input_shapes(4, {"inputs": L, "targets": L, "decoder_length": L})
+  assert run_config.tokens_per_step(shapes) == 4 * L
