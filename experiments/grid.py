@@ -309,8 +309,10 @@ def report(grid: Grid, grid_dir: str, outcome: dict[str, Any] | None = None) -> 
   if len(df):
     md = results_lib.write_summary(df, grid_dir, [c.name for c in grid.cells], notes,
                                    results_lib.read_continuation_csv(grid_dir))
-    lines += ["", "Mean over tasks of the median accuracy over prompts (%); n per prompt in "
-              "results.csv:", md, "",
+    over_seeds = (f"; mean over seeds {', '.join(map(str, sorted(df['seed'].unique())))}"
+                  if "seed" in df.columns else "")
+    lines += ["", f"Mean over tasks of the median accuracy over prompts (%){over_seeds}; n per "
+              "prompt in results.csv:", md, "",
               f"Saved {results_lib.SUMMARY_CSV}, {results_lib.SUMMARY_MD}, "
               f"{results_lib.SUMMARY_PNG} in {grid_dir}."]
   if notes:

@@ -266,7 +266,10 @@ def write_summary(df: pd.DataFrame, grid_dir: str, cells_order=None, notes: str 
   ev["suites"].to_csv(os.path.join(grid_dir, INTERVALS_CSV), index=False)
   ev["tasks"].to_csv(os.path.join(grid_dir, TASKS_CSV), index=False)
   found.to_csv(os.path.join(grid_dir, FINDINGS_CSV), index=False)
-  md = to_markdown(table) + "\n\n" + examples_note(df) + "\n\n" + evidence.markdown(ev, found)
+  seeds = (f"Scores: the mean over seeds {', '.join(map(str, sorted(df['seed'].unique())))} (per "
+           "seed, and the interval over seeds, below).\n\n" if _seed(df) else "")
+  md = (seeds + to_markdown(table) + "\n\n" + examples_note(df) + "\n\n"
+        + evidence.markdown(ev, found))
   if continuation is not None:
     md += "\n\n" + continuation_markdown(continuation, cells_order)
   with open(os.path.join(grid_dir, SUMMARY_MD), "w", encoding="utf-8") as f:
