@@ -1,4 +1,5 @@
-r"""Runs an ablation grid: every cell's stages, then results.csv, the summary table and a figure.
+r"""Runs an ablation grid: every cell's stages, then results.csv, continuation.csv, the summary
+table and a figure.
 
   python -m experiments.grid --gin_file=gin_configs/grids/embedded_smoke.gin \
       --gin.GRID_DIR="'runs/embedded_smoke'" [--dry_run] [--print_commands]
@@ -11,7 +12,8 @@ stage first saves its current step; the exit status is 130 or 143 and a rerun re
 GRID_DIR/grid.json holds the fingerprint of the grid definition; a GRID_DIR holding another
 definition is refused. --dry_run checks every stage's gin and each pretraining task as the trainer
 would (objectives.validate against the vocabulary) and prints params, activation dtype, tokens and
-FLOPs per stage, without building parameters or reading a corpus.
+FLOPs per stage, without building parameters or reading a corpus. With `seeds`, every cell runs
+once per seed (experiments/grid_plan.py); --dry_run and --print_commands name the seeds.
 """
 
 from __future__ import annotations
