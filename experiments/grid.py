@@ -71,7 +71,9 @@ def check_grid_dir(grid: Grid, grid_dir: str) -> None:
           f"{old.get('name')!r}, fingerprint {old.get('fingerprint')}; this one: {grid.name!r}, "
           f"{fp}; differing fields: {', '.join(diff) or 'unknown'}). Results are never mixed: "
           f"choose another --gin.GRID_DIR or remove that folder.")
-    return
+    if old.get("definition") == definition:
+      return
+    # Only the seeds differ (not in the fingerprint): record the seeds of this run.
   os.makedirs(grid_dir, exist_ok=True)
   with open(path + ".tmp", "w", encoding="utf-8") as f:
     json.dump({"name": grid.name, "fingerprint": fp, "definition": definition}, f, indent=2)

@@ -107,7 +107,10 @@ class Grid:
     return json.loads(json.dumps(d, sort_keys=True))
 
   def fingerprint(self) -> str:
-    text = json.dumps(self.definition(), sort_keys=True, separators=(",", ":"))
+    """The hash of the definition, seeds left out: each seed's runs are independent, so a GRID_DIR
+    takes more seeds (or fewer) and keeps the runs of the seeds it has."""
+    d = {k: v for k, v in self.definition().items() if k != "seeds"}
+    text = json.dumps(d, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 

@@ -310,7 +310,16 @@ def test_a_grid_without_seeds_keeps_its_folders_and_fingerprint(tmp_path):
   # The fingerprint this definition had before `seeds` and `mtf_eval_period` existed, so that
   # the GRID_DIR of a grid run then still resumes.
   assert g.fingerprint() == "b0a6504a6791d509"
-  assert _grid([CD_FLM], seeds=[0]).fingerprint() != g.fingerprint()
+  assert _grid([CD_FLM], seeds=[0]).definition()["seeds"] == [0]
+
+
+def test_a_grid_dir_takes_more_seeds_and_keeps_the_runs_it_has(tmp_path):
+  grid.check_grid_dir(_grid([CD_FLM], seeds=[0, 1]), str(tmp_path))
+  more = _grid([CD_FLM], seeds=[0, 1, 2])
+  grid.check_grid_dir(more, str(tmp_path))  # seeds are not in the fingerprint
+  assert json.loads((tmp_path / grid.GRID_JSON).read_text())["definition"]["seeds"] == [0, 1, 2]
+  with pytest.raises(GridError, match=r"different grid definition.*mtf_steps"):
+    grid.check_grid_dir(_grid([CD_FLM], seeds=[0, 1, 2], mtf_steps=5), str(tmp_path))
 
 
 @pytest.mark.parametrize("seeds", [[0, 0], [-1], "0", [True], [], [1.0], 2])
