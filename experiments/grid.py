@@ -1,4 +1,5 @@
-r"""Runs an ablation grid: every cell's stages, then results.csv, the summary table and a figure.
+r"""Runs an ablation grid: every cell's stages, then results.csv, continuation.csv, the summary
+table and a figure.
 
   python -m experiments.grid --gin_file=gin_configs/grids/embedded_smoke.gin \
       --gin.GRID_DIR="'runs/embedded_smoke'" [--dry_run] [--print_commands]
@@ -11,7 +12,8 @@ stage first saves its current step; the exit status is 130 or 143 and a rerun re
 GRID_DIR/grid.json holds the fingerprint of the grid definition; a GRID_DIR holding another
 definition is refused. --dry_run checks every stage's gin and each pretraining task as the trainer
 would (objectives.validate against the vocabulary) and prints params, activation dtype, tokens and
-FLOPs per stage, without building parameters or reading a corpus.
+FLOPs per stage, without building parameters or reading a corpus. With `seeds`, every cell runs
+once per seed (experiments/grid_plan.py); --dry_run and --print_commands name the seeds.
 """
 
 from __future__ import annotations
@@ -69,7 +71,9 @@ def check_grid_dir(grid: Grid, grid_dir: str) -> None:
           f"{old.get('name')!r}, fingerprint {old.get('fingerprint')}; this one: {grid.name!r}, "
           f"{fp}; differing fields: {', '.join(diff) or 'unknown'}). Results are never mixed: "
           f"choose another --gin.GRID_DIR or remove that folder.")
-    return
+    if old.get("definition") == definition:
+      return
+    # Only the seeds differ (not in the fingerprint): record the seeds of this run.
   os.makedirs(grid_dir, exist_ok=True)
   with open(path + ".tmp", "w", encoding="utf-8") as f:
     json.dump({"name": grid.name, "fingerprint": fp, "definition": definition}, f, indent=2)
@@ -190,7 +194,7 @@ def run_stage(stage: Stage) -> dict:
     os.remove(err_path)
   summary = {"stage": stage.id, "cell": stage.cell.name, "seconds": round(time.time() - start, 1),
              "finished": datetime.datetime.now(datetime.timezone.utc).isoformat(),
-             "end_step": stage.end_step}
+             "end_step": stage.end_step, **({"seed": stage.seed} if stage.seed is not None else {})}
   if stage.kind == "train":
     summary["metrics"] = out.get("metrics")
   else:
@@ -268,22 +272,36 @@ def _write_error(stage: Stage, message: str) -> None:
 
 
 def collect(grid: Grid, grid_dir: str, stages: Sequence[Stage] | None = None) -> Any:
-  """results.csv from every finished evaluation stage; returns the DataFrame."""
+  """results.csv from every finished evaluation stage, and continuation.csv: per cell, seed and
+  trained stage, the held-out continuation loss of its first suite's results.json that has one
+  (every suite of a stage scores the same windows of the same checkpoint). Returns results.csv's
+  DataFrame."""
   stages = stages or grid_plan.plan(grid, grid_dir)
-  rows = []
+  rows, continuation = [], {}
   for s in stages:
     path = os.path.join(s.dir, "results.json")
     if s.kind != "eval" or not is_done(s) or not os.path.isfile(path):
       continue
-    rows += results_lib.rows_from_results(
-        results_lib.load_results_json(path), grid=grid.name, cell=s.cell.name, arch=s.cell.arch,
-        objective=s.cell.objective, stage=s.trained, phase=s.phase, step=s.end_step,
-        suite=s.suite)
+    labels = dict(grid=grid.name, cell=s.cell.name, arch=s.cell.arch,
+                  objective=s.cell.objective, stage=s.trained, phase=s.phase, step=s.end_step,
+                  **({"seed": s.seed} if s.seed is not None else {}))
+    results = results_lib.load_results_json(path)
+    # eval_dir: where the records are; with seed folders the layout alone cannot say.
+    rows += results_lib.rows_from_results(results, suite=s.suite,
+                                          eval_dir=os.path.relpath(s.dir, grid_dir), **labels)
+    unit = (s.cell.name, s.seed, s.trained)
+    if unit not in continuation:
+      row = results_lib.continuation_row(results, suite=s.suite,
+                                         eval_dir=os.path.relpath(s.dir, grid_dir), **labels)
+      if row is not None:
+        continuation[unit] = row
+  results_lib.write_continuation_csv(
+      list(continuation.values()), os.path.join(grid_dir, results_lib.CONTINUATION_CSV))
   return results_lib.write_csv(rows, os.path.join(grid_dir, results_lib.RESULTS_CSV))
 
 
 def report(grid: Grid, grid_dir: str, outcome: dict[str, Any] | None = None) -> str:
-  """Writes results.csv, summary.{csv,md,png}; returns the printable summary."""
+  """Writes results.csv, continuation.csv, summary.{csv,md,png}; returns the printable summary."""
   df = collect(grid, grid_dir, outcome["stages"] if outcome else None)
   lines = [f"Grid {grid.name} ({grid_dir}): {len(df)} result rows in "
            f"{os.path.join(grid_dir, results_lib.RESULTS_CSV)}"]
@@ -293,9 +311,12 @@ def report(grid: Grid, grid_dir: str, outcome: dict[str, Any] | None = None) -> 
            for k in outcome["failed"]]
     notes = "Stages not finished:\n" + "\n".join(bad)
   if len(df):
-    md = results_lib.write_summary(df, grid_dir, [c.name for c in grid.cells], notes)
-    lines += ["", "Mean over tasks of the median accuracy over prompts (%); n per prompt in "
-              "results.csv:", md, "",
+    md = results_lib.write_summary(df, grid_dir, [c.name for c in grid.cells], notes,
+                                   results_lib.read_continuation_csv(grid_dir))
+    over_seeds = (f"; mean over seeds {', '.join(map(str, sorted(df['seed'].unique())))}"
+                  if "seed" in df.columns else "")
+    lines += ["", f"Mean over tasks of the median accuracy over prompts (%){over_seeds}; n per "
+              "prompt in results.csv:", md, "",
               f"Saved {results_lib.SUMMARY_CSV}, {results_lib.SUMMARY_MD}, "
               f"{results_lib.SUMMARY_PNG} in {grid_dir}."]
   if notes:
@@ -365,6 +386,7 @@ def dry_run(grid: Grid, grid_dir: str, log: Callable[[str], None] = print) -> li
   """Validates every stage's gin and task; per cell: params, dtype, tokens, FLOPs per stage."""
   stages = grid_plan.plan(grid, grid_dir)
   broken = preflight(stages)
+  first_seed = grid.seeds[0] if grid.seeds else None  # the seeds of a cell cost the same
   rows = []
   for cell in grid.cells:
     row: dict[str, Any] = {"cell": cell.name, "arch": cell.arch, "objective": cell.objective}
@@ -373,7 +395,8 @@ def dry_run(grid: Grid, grid_dir: str, log: Callable[[str], None] = print) -> li
       rows.append(row)
       continue
     total_flops = 0.0
-    for s in (s for s in stages if s.cell.name == cell.name and s.kind == "train"):
+    for s in (s for s in stages if s.cell.name == cell.name and s.kind == "train"
+              and s.seed == first_seed):
       try:
         acc = account(s)
       except Exception as e:  # pylint: disable=broad-except
@@ -391,8 +414,15 @@ def dry_run(grid: Grid, grid_dir: str, log: Callable[[str], None] = print) -> li
       total_flops += flops
     row["train_flops"] = total_flops
     rows.append(row)
-  log(format_dry_run(rows))
+  log(format_dry_run(rows) + (f"\n{seeds_note(grid.seeds)}; the steps, tokens and FLOPs above "
+                              f"are per seed, x{len(grid.seeds)} for the grid." if grid.seeds
+                              else ""))
   return rows
+
+
+def seeds_note(seeds: Sequence[int]) -> str:
+  return (f"SEEDS: {', '.join(map(str, seeds))}: every cell runs once per seed (RANDOM_SEED: "
+          "init, dropout and data order; folders cells/<cell>/seed_<k>/)")
 
 
 def format_dry_run(rows: Sequence[dict]) -> str:
@@ -465,6 +495,8 @@ def main(argv: Sequence[str]) -> int:
   if not grid_dir:
     raise GridError("GRID_DIR is not set: add --gin.GRID_DIR=\"'runs/<name>'\".")
   if args.print_commands:
+    if grid.seeds:
+      print(f"# {seeds_note(grid.seeds)}")
     print(grid_plan.print_commands(grid_plan.plan(grid, grid_dir)))
     return 0
   if args.dry_run:

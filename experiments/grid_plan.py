@@ -4,6 +4,10 @@ Each stage owns one folder under GRID_DIR/cells/<cell>/ and is finished when its
 last) exists. Training stages chain by absolute step counts, t5x style: pretrain ends at
 pretrain_steps, an adaptation at the source's pretraining end + its steps, MTF at the previous end +
 mtf_steps, each starting from the previous stage's checkpoints (INITIAL_CHECKPOINT_PATH).
+
+With `seeds`, every cell runs once per seed under GRID_DIR/cells/<cell>/seed_<k>/, its training
+stages binding RANDOM_SEED = k (init, dropout and data order); an adaptation starts from its
+source's pretraining of the same seed. Without seeds the layout has no seed level.
 """
 
 from __future__ import annotations
@@ -45,11 +49,13 @@ class Stage:
   row: int = 0  # token positions of one converted row (row_tokens)
   suite: str | None = None
   task: str | None = None  # MIXTURE_OR_TASK_NAME of a training stage
-  depends_on: tuple[str, ...] = ()  # '<cell>/<stage id>' that must be done first
+  depends_on: tuple[str, ...] = ()  # keys of the stages that must be done first
+  seed: int | None = None  # RANDOM_SEED of this run of the cell; None: the grid has no seeds
 
   @property
   def key(self) -> str:
-    return f"{self.cell.name}/{self.id}"
+    """'<cell>/<stage id>', or '<cell>/seed_<k>/<stage id>' in a grid with seeds."""
+    return _key(self.cell.name, self.seed, self.id)
 
   @property
   def phase(self) -> str:
@@ -82,8 +88,18 @@ def _lengths(d: Mapping[str, int]) -> str:
   return "{" + ", ".join(f"{k!r}: {int(v)}" for k, v in sorted(d.items())) + "}"
 
 
-def cell_dir(grid_dir: str, cell: Cell) -> str:
-  return os.path.join(grid_dir, "cells", cell.slug)
+def _key(cell_name: str, seed: int | None, stage_id: str) -> str:
+  return "/".join([cell_name] + ([seed_folder(seed)] if seed is not None else []) + [stage_id])
+
+
+def seed_folder(seed: int) -> str:
+  return f"seed_{seed}"
+
+
+def cell_dir(grid_dir: str, cell: Cell, seed: int | None = None) -> str:
+  """GRID_DIR/cells/<slug>, or GRID_DIR/cells/<slug>/seed_<k> for one seed of a grid with seeds."""
+  base = os.path.join(grid_dir, "cells", cell.slug)
+  return base if seed is None else os.path.join(base, seed_folder(seed))
 
 
 def _common(grid: Grid, cell: Cell) -> tuple[list[str], list[str]]:
@@ -91,14 +107,18 @@ def _common(grid: Grid, cell: Cell) -> tuple[list[str], list[str]]:
 
 
 def _eval_bindings(grid: Grid) -> list[str]:
-  out = list(grid.eval_bindings)
+  # First, so that the grid's eval_bindings can turn it off: the one loss comparable across cells.
+  out = ["CONTINUATION_LOSS = True"] + list(grid.eval_bindings)
   if grid.local_data_dir is not None:
     out.append(f"LOCAL_DATA_DIR = {_q(grid.local_data_dir)}")
   return out
 
 
 def _mtf_bindings(grid: Grid) -> list[str]:
-  out = list(grid.mtf_bindings)
+  # In-loop validation of MTF only where the grid asks (mtf_eval_period): a P3 folder commonly has
+  # no validation split for every template, and the trainer stops at start-up without one. Before
+  # mtf_bindings, which may still rebind it.
+  out = [f"EVAL_PERIOD = {grid.mtf_eval_period}"] + list(grid.mtf_bindings)
   if grid.local_data_dir is not None:
     out.append(f"objectives.multitask.mtf_options.local_data_dir = {_q(grid.local_data_dir)}")
   return out
@@ -123,9 +143,9 @@ def row_tokens(arch: str, lengths: Mapping[str, int]) -> int:
                                                      "decoder_target_tokens"))
 
 
-def cell_stages(grid: Grid, cell: Cell, grid_dir: str) -> list[Stage]:
-  """The stages of one cell in the order they run."""
-  base = cell_dir(grid_dir, cell)
+def cell_stages(grid: Grid, cell: Cell, grid_dir: str, seed: int | None = None) -> list[Stage]:
+  """The stages of one cell (one seed of it in a grid with seeds) in the order they run."""
+  base = cell_dir(grid_dir, cell, seed)
   out: list[Stage] = []
   prev: Stage | None = None
   for kind in cell.stages:
@@ -141,7 +161,7 @@ def cell_stages(grid: Grid, cell: Cell, grid_dir: str) -> list[Stage]:
         out.append(Stage(cell=cell, id=f"eval_{prev.id}.{suite}", kind="eval", dir=out_dir,
                          gin_files=tuple(files + list(grid.eval_gin_files) + list(cell.gin_files)),
                          bindings=tuple(b), trained=prev.id, end_step=prev.end_step, suite=suite,
-                         depends_on=(prev.key,)))
+                         depends_on=(prev.key,), seed=seed))
       continue
     depends: tuple[str, ...] = ()
     init = None
@@ -151,11 +171,11 @@ def cell_stages(grid: Grid, cell: Cell, grid_dir: str) -> list[Stage]:
       task = f"{grid.corpus}_{cell.objective}"
     elif kind == "adapt":
       source = grid.cell(cell.source)
-      src_pretrain = os.path.join(cell_dir(grid_dir, source), "pretrain")
+      src_pretrain = os.path.join(cell_dir(grid_dir, source, seed), "pretrain")
       steps, start, init = cell.steps, source.steps, src_pretrain
       lengths, batch = _pretrain_shape(grid, cell)
       task = f"{grid.corpus}_{cell.objective}"
-      depends = (f"{source.name}/pretrain",)
+      depends = (_key(source.name, seed, "pretrain"),)
     else:  # mtf
       if prev is None:
         raise GridError(f"cell {cell.name!r}: 'mtf' needs a trained model before it.")
@@ -173,27 +193,31 @@ def cell_stages(grid: Grid, cell: Cell, grid_dir: str) -> list[Stage]:
         f"BATCH_SIZE = {batch}"]
     if init is not None:
       b.append(f"INITIAL_CHECKPOINT_PATH = {_q(init)}")
+    if seed is not None:
+      b.append(f"RANDOM_SEED = {seed}")
     stage = Stage(cell=cell, id=kind, kind="train", dir=model_dir, gin_files=tuple(files),
                   bindings=tuple(b), trained=kind, end_step=start + steps, steps=steps,
                   examples=steps * batch, tokens=steps * batch * row, batch_size=batch, row=row,
-                  task=task, depends_on=depends)
+                  task=task, depends_on=depends, seed=seed)
     out.append(stage)
     prev = stage
   return out
 
 
 def plan(grid: Grid, grid_dir: str) -> list[Stage]:
-  """Every stage of the grid, cells in order (adaptation sources first)."""
-  return [s for cell in grid.cells for s in cell_stages(grid, cell, grid_dir)]
+  """Every stage of the grid, cells in order (adaptation sources first); with seeds, every cell of
+  the first seed, then of the next (a first full table comes early)."""
+  return [s for seed in (grid.seeds or (None,)) for cell in grid.cells
+          for s in cell_stages(grid, cell, grid_dir, seed)]
 
 
 def print_commands(stages: Sequence[Stage]) -> str:
-  """One launch command per stage, grouped by cell, as text."""
+  """One launch command per stage, grouped by cell (and seed), as text."""
   lines, cell = [], None
   for s in stages:
-    if s.cell.name != cell:
-      cell = s.cell.name
-      lines.append(f"# {cell}")
+    if (s.cell.name, s.seed) != cell:
+      cell = (s.cell.name, s.seed)
+      lines.append(f"# {s.cell.name}" + (f" (seed {s.seed})" if s.seed is not None else ""))
     after = f"  # after {', '.join(s.depends_on)}" if s.depends_on else ""
     lines.append(f"{s.command()}{after}")
   return "\n".join(lines)

@@ -14,6 +14,11 @@ with a source), 'steps' (pretrain / adapt steps of this cell), 'batch_size' and 
 ND:PLM reads 2048 rows of 626 where ED:PLM reads 1024 pairs), 'gin_files' and 'bindings' (extra
 gin for every stage of the cell). Everything is checked here, before any training: an unknown
 arch, objective or stage, an adaptation whose source cell is missing, a malformed stage chain.
+
+`seeds = [0, 1, 2]` runs every cell once per seed (model init, dropout and data order: RANDOM_SEED),
+each in its own folders; unset, each cell runs once with the stack's RANDOM_SEED, as before seeds
+existed. `mtf_eval_period` is the in-loop validation period of the MTF stages (default None: off,
+since a P3 folder commonly lacks a validation split for some templates).
 """
 
 from __future__ import annotations
@@ -40,6 +45,11 @@ CELL_KEYS = ("name", "arch", "objective", "source", "stages", "steps", "batch_si
 _OPTIONAL_CELL_KEYS = ("batch_size", "feature_lengths")
 # What a post-training evaluation is called in results: after pretrain or adapt it is zero-shot.
 PHASE = {"pretrain": "zero_shot", "adapt": "zero_shot", "mtf": "post_mtf"}
+
+
+# Settings added after grids were run, with the default that leaves a grid as it was: at that
+# default they are left out of the definition, so an existing GRID_DIR keeps its fingerprint.
+_ADDED_SETTINGS = {"seeds": None, "mtf_eval_period": None}
 
 
 class GridError(errors.ConfigError):
@@ -89,6 +99,8 @@ class Grid:
   local_data_dir: str | None = None
   mtf_bindings: tuple[str, ...] = ()
   eval_bindings: tuple[str, ...] = ()
+  seeds: tuple[int, ...] | None = None
+  mtf_eval_period: int | None = None
 
   def cell(self, name: str) -> Cell:
     return {c.name: c for c in self.cells}[name]
@@ -98,10 +110,16 @@ class Grid:
     d = dataclasses.asdict(self)
     d["cells"] = [{k: v for k, v in dataclasses.asdict(c).items()
                    if not (k in _OPTIONAL_CELL_KEYS and v is None)} for c in self.cells]
+    for key, default in _ADDED_SETTINGS.items():
+      if d.get(key) == default:  # unset: the fingerprint of a grid made before the setting existed
+        del d[key]
     return json.loads(json.dumps(d, sort_keys=True))
 
   def fingerprint(self) -> str:
-    text = json.dumps(self.definition(), sort_keys=True, separators=(",", ":"))
+    """The hash of the definition, seeds left out: each seed's runs are independent, so a GRID_DIR
+    takes more seeds (or fewer) and keeps the runs of the seeds it has."""
+    d = {k: v for k, v in self.definition().items() if k != "seeds"}
+    text = json.dumps(d, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
@@ -114,6 +132,18 @@ def _int(value: Any, what: str) -> int:
   if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
     raise GridError(f"{what} must be a positive integer, got {value!r}.")
   return value
+
+
+def _seeds(seeds: Any, what: str) -> tuple[int, ...] | None:
+  """None, or a non-empty list of distinct non-negative integers."""
+  if seeds is None:
+    return None
+  ok = (isinstance(seeds, Sequence) and not isinstance(seeds, str) and len(seeds) > 0
+        and all(isinstance(x, int) and not isinstance(x, bool) and x >= 0 for x in seeds))
+  if not ok or len(set(seeds)) != len(seeds):
+    raise GridError(f"{what} must be a non-empty list of distinct non-negative integers (the "
+                    f"RANDOM_SEED of each run of every cell, e.g. [0, 1, 2]), got {seeds!r}.")
+  return tuple(seeds)
 
 
 def _check_stages(stages: Sequence[str], has_source: bool, where: str) -> tuple[str, ...]:
@@ -229,6 +259,8 @@ def grid_definition(
     local_data_dir: str | None = None,
     mtf_bindings: Sequence[str] = (),
     eval_bindings: Sequence[str] = (),
+    seeds: Sequence[int] | None = None,
+    mtf_eval_period: int | None = None,
 ) -> Grid:
   """Builds and validates a Grid from the bindings of a gin_configs/grids/ file."""
   prefix = "experiments.grid_spec.grid_definition"
@@ -268,7 +300,10 @@ def grid_definition(
                            for k, v in mtf_feature_lengths.items()},
       mtf_batch_size=_int(mtf_batch_size, f"{prefix}.mtf_batch_size"),
       suites=tuple(suites), eval_gin_files=tuple(eval_gin_files), local_data_dir=local_data_dir,
-      mtf_bindings=tuple(mtf_bindings), eval_bindings=tuple(eval_bindings))
+      mtf_bindings=tuple(mtf_bindings), eval_bindings=tuple(eval_bindings),
+      seeds=_seeds(seeds, f"{prefix}.seeds"),
+      mtf_eval_period=None if mtf_eval_period is None else _int(
+          mtf_eval_period, f"{prefix}.mtf_eval_period"))
 
 
 def load(grid_files: Sequence[str], bindings: Sequence[str] = ()) -> tuple[Grid, str | None]:

@@ -1,10 +1,13 @@
-"""Grid results: results.csv (one row per cell x stage x suite x task x prompt) and the paper table.
+"""Grid results: results.csv (one row per cell x stage x suite x task x prompt [x seed]), the paper
+table and continuation.csv (the held-out continuation loss per cell x trained stage [x seed]).
 
 Aggregation follows the paper (T0's protocol): per task, the median accuracy over its prompts; per
-suite, the mean over tasks of those medians. Every score keeps its number of examples `n`. Where
-the evaluations kept their per-example records (eval/records.py), experiments/evidence.py adds
-95% intervals, the majority-class baseline, degenerate-task flags and the paper's comparisons as
-paired tests; `write_summary` writes them into summary.md beside the table.
+suite, the mean over tasks of those medians; in a grid with seeds (a `seed` column), the mean of
+that over seeds. Every score keeps its number of examples `n`. Where the evaluations kept their
+per-example records (eval/records.py), experiments/evidence.py adds 95% intervals (over examples,
+and over seeds when there are several), the majority-class baseline, degenerate-task flags and the
+paper's comparisons as paired tests; `write_summary` writes them into summary.md beside the table,
+with the continuation-loss table.
 """
 
 from __future__ import annotations
@@ -18,9 +21,15 @@ import numpy as np
 import pandas as pd
 
 from experiments import evidence
+from experiments import stats
 
-COLUMNS = ("grid", "cell", "arch", "objective", "stage", "phase", "step", "suite", "task",
+# "seed" only in a grid with seeds: its presence switches on the statistics over seeds.
+COLUMNS = ("grid", "cell", "arch", "objective", "stage", "phase", "step", "seed", "suite", "task",
            "prompt", "accuracy", "acc_norm", "n", "random_baseline", "eval_dir")
+CONTINUATION_COLUMNS = ("grid", "cell", "arch", "objective", "stage", "phase", "step", "seed",
+                        "suite", "nats_per_token", "stderr", "ci95_lo", "ci95_hi", "tokens",
+                        "windows", "ids_sha256", "eval_dir")
+CONTINUATION_CSV = "continuation.csv"
 PHASE_LABELS = {"zero_shot": "zero-shot", "post_mtf": "post-MTF"}
 RESULTS_CSV = "results.csv"
 SUMMARY_CSV = "summary.csv"
@@ -43,13 +52,42 @@ def rows_from_results(results: Mapping[str, Any], **labels: Any) -> list[dict[st
   return rows
 
 
-def write_csv(rows: Iterable[Mapping[str, Any]], path: str) -> pd.DataFrame:
-  """Writes rows (COLUMNS order) atomically; returns them as a DataFrame."""
-  df = pd.DataFrame(list(rows), columns=list(COLUMNS))
+def continuation_row(results: Mapping[str, Any], **labels: Any) -> dict[str, Any] | None:
+  """The continuation_loss block of one results.json (eval/continuation.py) as a row, or None."""
+  c = results.get("continuation_loss")
+  if not c:
+    return None
+  lo, hi = c.get("ci95") or (math.nan, math.nan)
+  stderr = c.get("stderr")
+  return dict(labels, nats_per_token=float(c["nats_per_token"]),
+              stderr=math.nan if stderr is None else float(stderr), ci95_lo=float(lo),
+              ci95_hi=float(hi), tokens=int(c["tokens"]), windows=int(c["windows"]),
+              ids_sha256=c.get("ids_sha256", ""))
+
+
+def _write(rows: Iterable[Mapping[str, Any]], columns: Iterable[str], path: str) -> pd.DataFrame:
+  """Writes rows in `columns` order atomically; no seed column when no row has a seed."""
+  rows = list(rows)
+  cols = [c for c in columns if c != "seed" or any(r.get("seed") is not None for r in rows)]
+  df = pd.DataFrame(rows, columns=cols)
   tmp = path + ".tmp"
   df.to_csv(tmp, index=False)
   os.replace(tmp, path)
   return df
+
+
+def write_csv(rows: Iterable[Mapping[str, Any]], path: str) -> pd.DataFrame:
+  """Writes results.csv rows (COLUMNS order) atomically; returns them as a DataFrame."""
+  return _write(rows, COLUMNS, path)
+
+
+def write_continuation_csv(rows: Iterable[Mapping[str, Any]], path: str) -> pd.DataFrame:
+  return _write(rows, CONTINUATION_COLUMNS, path)
+
+
+def read_continuation_csv(grid_dir: str) -> pd.DataFrame | None:
+  path = os.path.join(grid_dir, CONTINUATION_CSV)
+  return pd.read_csv(path) if os.path.isfile(path) else None
 
 
 def read_csv(grid_dir: str) -> pd.DataFrame:
@@ -60,9 +98,14 @@ def read_csv(grid_dir: str) -> pd.DataFrame:
   return pd.read_csv(path)
 
 
+def _seed(df: pd.DataFrame) -> list[str]:
+  return ["seed"] if "seed" in df.columns else []
+
+
 def task_scores(df: pd.DataFrame) -> pd.DataFrame:
-  """Per cell x phase x suite x task: median over prompts, spread, n, baseline, standard error."""
-  keys = ["cell", "arch", "objective", "phase", "suite", "task"]
+  """Per cell x phase x suite [x seed] x task: median over prompts, spread, n, baseline, standard
+  error."""
+  keys = ["cell", "arch", "objective", "phase", "suite"] + _seed(df) + ["task"]
   g = df.groupby(keys, sort=False)
   out = g.agg(median=("accuracy", "median"), min=("accuracy", "min"), max=("accuracy", "max"),
               n=("n", "max"), prompts=("prompt", "count"),
@@ -73,11 +116,18 @@ def task_scores(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def suite_scores(df: pd.DataFrame) -> pd.DataFrame:
-  """Per cell x phase x suite: the mean over tasks of the median over prompts (and n tasks)."""
+  """Per cell x phase x suite: the mean over tasks of the median over prompts (and n tasks); with
+  seeds, the mean over seeds of that (and n_seeds)."""
   t = task_scores(df)
-  return (t.groupby(["cell", "arch", "objective", "phase", "suite"], sort=False)
-          .agg(score=("median", "mean"), n_tasks=("task", "count"),
-               random=("random_baseline", "mean")).reset_index())
+  unit = ["cell", "arch", "objective", "phase", "suite"]
+  s = (t.groupby(unit + _seed(df), sort=False)
+       .agg(score=("median", "mean"), n_tasks=("task", "count"),
+            random=("random_baseline", "mean")).reset_index())
+  if not _seed(df):
+    return s
+  return (s.groupby(unit, sort=False)
+          .agg(score=("score", "mean"), n_tasks=("n_tasks", "max"), random=("random", "mean"),
+               n_seeds=("seed", "nunique")).reset_index())
 
 
 def summary_table(df: pd.DataFrame, cells_order: Iterable[str] | None = None) -> pd.DataFrame:
@@ -157,9 +207,58 @@ def examples_note(df: pd.DataFrame) -> str:
   return "Examples per prompt (n): " + ", ".join(parts) + "."
 
 
-def write_summary(df: pd.DataFrame, grid_dir: str, cells_order=None, notes: str = "") -> str:
+def continuation_markdown(c: pd.DataFrame, cells_order: Iterable[str] | None = None) -> str:
+  """The held-out continuation loss per cell x trained stage, with its interval, as markdown."""
+  lines = ["## Held-out continuation loss (nats per token; lower is better)", ""]
+  if c is None or not len(c):
+    return "\n".join(lines + ["No evaluation measured it (CONTINUATION_LOSS = False)."])
+  order = {name: i for i, name in enumerate(cells_order or dict.fromkeys(c["cell"]))}
+  c = c.assign(_order=c["cell"].map(order).fillna(len(order)), _mtf=c["stage"] == "mtf")
+  c = c.sort_values(["_order", "_mtf"], kind="stable")
+  seeded = "seed" in c.columns and c["seed"].notna().any()
+  lines += ["| cell | stage | phase | step | nats/token | 95% CI | " + (
+      "seeds | per seed |" if seeded else "windows | tokens |"),
+            "|---|---|---|---|---|---|---|---|"]
+  for (cell, stage), g in c.groupby(["cell", "stage"], sort=False):
+    r = g.iloc[0]
+    if seeded and len(g) > 1:
+      s = stats.seed_interval(g["nats_per_token"].tolist())
+      per_seed = ", ".join(f"{int(k)}: {v:.3f}" for k, v in zip(g["seed"], g["nats_per_token"]))
+      lines.append(f"| {cell} | {stage} | {r.phase} | {int(r.step)} | {s['mean']:.3f} | "
+                   f"{_interval(s['lo'], s['hi'])} | {s['n_seeds']} | {per_seed} |")
+    else:
+      tail = (f"1 | {int(r.seed)}: {r.nats_per_token:.3f} |" if seeded
+              else f"{int(r.windows)} | {int(r.tokens)} |")
+      lines.append(f"| {cell} | {stage} | {r.phase} | {int(r.step)} | {r.nats_per_token:.3f} | "
+                   f"{_interval(r.ci95_lo, r.ci95_hi)} | {tail}")
+  hashes = sorted(set(c["ids_sha256"].dropna().astype(str)))
+  if len(hashes) > 1:
+    lines += ["", f"**WARNING: the evaluations scored different held-out windows** ({len(hashes)} "
+              f"distinct ids_sha256 in {CONTINUATION_CSV}): a corpus, vocabulary or "
+              "eval.continuation.ContinuationConfig differs between them, and their losses are "
+              "not comparable."]
+  else:
+    lines += ["", f"Every evaluation scored the same {int(c['windows'].iloc[0])} held-out windows "
+              f"of {int(c['tokens'].iloc[0] // c['windows'].iloc[0])} continuation tokens "
+              f"(ids_sha256 {hashes[0][:12] if hashes else '-'}...)."]
+  lines += ["", "Method: -log p(continuation | prefix) per continuation token on fixed windows of "
+            "the corpus's held-out split (eval/continuation.py); comparable across architectures "
+            "and objectives that share the vocabulary. 95% CI: " + (
+                "Student t interval over seeds (one seed: over windows, normal, +-1.96 standard "
+                "errors)." if seeded else "over windows (normal, +-1.96 standard errors of the "
+                "per-window losses).")]
+  return "\n".join(lines)
+
+
+def _interval(lo: float, hi: float) -> str:
+  return "-" if lo is None or pd.isna(lo) else f"[{lo:.3f}, {hi:.3f}]"
+
+
+def write_summary(df: pd.DataFrame, grid_dir: str, cells_order=None, notes: str = "",
+                  continuation: pd.DataFrame | None = None) -> str:
   """Writes summary.csv / summary.md / summary.png and, from the per-example records, intervals.csv,
-  tasks.csv and findings.csv (experiments/evidence.py); returns the markdown."""
+  tasks.csv and findings.csv (experiments/evidence.py); `continuation` (continuation.csv) adds the
+  held-out loss table. Returns the markdown."""
   table = summary_table(df, cells_order)
   table.to_csv(os.path.join(grid_dir, SUMMARY_CSV))
   ev = evidence.evidence(df, grid_dir)
@@ -167,7 +266,12 @@ def write_summary(df: pd.DataFrame, grid_dir: str, cells_order=None, notes: str 
   ev["suites"].to_csv(os.path.join(grid_dir, INTERVALS_CSV), index=False)
   ev["tasks"].to_csv(os.path.join(grid_dir, TASKS_CSV), index=False)
   found.to_csv(os.path.join(grid_dir, FINDINGS_CSV), index=False)
-  md = to_markdown(table) + "\n\n" + examples_note(df) + "\n\n" + evidence.markdown(ev, found)
+  seeds = (f"Scores: the mean over seeds {', '.join(map(str, sorted(df['seed'].unique())))} (per "
+           "seed, and the interval over seeds, below).\n\n" if _seed(df) else "")
+  md = (seeds + to_markdown(table) + "\n\n" + examples_note(df) + "\n\n"
+        + evidence.markdown(ev, found))
+  if continuation is not None:
+    md += "\n\n" + continuation_markdown(continuation, cells_order)
   with open(os.path.join(grid_dir, SUMMARY_MD), "w", encoding="utf-8") as f:
     f.write(md + "\n" + (f"\n{notes}\n" if notes else ""))
   plot_summary(df, os.path.join(grid_dir, SUMMARY_PNG), cells_order, evidence.error_bars(ev))

@@ -111,7 +111,9 @@ def test_grid_runs_every_stage_and_records_the_broken_cell(grid_run):
 def test_results_csv_has_one_row_per_cell_stage_task_prompt(grid_run):
   out = pathlib.Path(grid_run["out"])
   df = pd.read_csv(out / results.RESULTS_CSV)
-  assert list(df.columns) == list(results.COLUMNS)
+  assert list(df.columns) == [c for c in results.COLUMNS if c != "seed"]  # a grid without seeds
+  assert set(df.eval_dir) == {f"cells/{slug}/eval_{stage}/embedded" for slug in ("cd_flm", "ed_mlm")
+                              for stage in ("pretrain", "mtf")}
   expected = 0
   for cell, slug in (("CD:FLM", "cd_flm"), ("ED:MLM", "ed_mlm")):
     for stage, phase, step in (("pretrain", "zero_shot", 4), ("mtf", "post_mtf", 6)):
@@ -190,3 +192,17 @@ def test_every_evaluation_keeps_records_and_the_summary_has_intervals_and_findin
   assert {"CD:FLM vs ED:MLM", "ED:MLM vs CD:FLM"} <= set(found.index)
   assert found["p_holm"].notna().all()
   assert "## Findings" in (out / results.SUMMARY_MD).read_text()
+
+
+def test_every_evaluation_measures_the_same_heldout_continuation_windows(grid_run):
+  out = pathlib.Path(grid_run["out"])
+  c = pd.read_csv(out / results.CONTINUATION_CSV)
+  assert sorted(zip(c.cell, c.stage)) == [(cell, stage) for cell in ("CD:FLM", "ED:MLM")
+                                          for stage in ("mtf", "pretrain")]
+  assert c["ids_sha256"].nunique() == 1 and (c["windows"] == 256).all()
+  assert ((c.ci95_lo < c.nats_per_token) & (c.nats_per_token < c.ci95_hi)).all()
+  rj = json.loads((out / "cells" / "ed_mlm" / "eval_mtf" / "embedded" / "results.json").read_text())
+  row = c[(c.cell == "ED:MLM") & (c.stage == "mtf")].iloc[0]
+  assert row.nats_per_token == pytest.approx(rj["continuation_loss"]["nats_per_token"])
+  md = (out / results.SUMMARY_MD).read_text()
+  assert "## Held-out continuation loss" in md and "WARNING" not in md

@@ -346,3 +346,63 @@ def test_dry_run_flags_an_unregistered_task_per_cell(tmp_path):
   assert "nocorpus_span_corruption" in rows["ED:MLM"]["error"]
   assert not list(tmp_path.iterdir())  # nothing written
   gin.clear_config()
+
+
+def test_seeds_give_each_cell_a_run_per_seed_with_its_own_folders(tmp_path):
+  adapted = {"name": "CD:FLM->ND:MLM", "arch": "non_causal_decoder",
+             "objective": "span_corruption", "source": "CD:FLM", "steps": 5}
+  g = _grid([CD_FLM, adapted], seeds=[0, 3])
+  stages = {s.key: s for s in grid_plan.plan(g, str(tmp_path))}
+  assert len(stages) == 2 * len(grid_plan.plan(_grid([CD_FLM, adapted]), str(tmp_path)))
+  b = lambda key: dict(x.split(" = ", 1) for x in stages[key].bindings)
+  pre = stages["CD:FLM/seed_3/pretrain"]
+  assert pre.dir == str(tmp_path / "cells" / "cd_flm" / "seed_3" / "pretrain") and pre.seed == 3
+  assert b(pre.key)["RANDOM_SEED"] == "3" and b("CD:FLM/seed_0/mtf")["RANDOM_SEED"] == "0"
+  adapt = stages["CD:FLM->ND:MLM/seed_3/adapt"]
+  assert adapt.depends_on == ("CD:FLM/seed_3/pretrain",)
+  assert b(adapt.key)["INITIAL_CHECKPOINT_PATH"] == repr(pre.dir)
+  assert "RANDOM_SEED" not in b("CD:FLM/seed_3/eval_pretrain.embedded")  # eval draws nothing
+  text = grid_plan.print_commands(list(stages.values()))
+  assert "# CD:FLM (seed 3)" in text and "--gin.RANDOM_SEED=3" in text
+
+
+def test_a_grid_without_seeds_keeps_its_folders_and_fingerprint(tmp_path):
+  g = _grid([CD_FLM])
+  stages = grid_plan.plan(g, str(tmp_path))
+  assert stages[0].key == "CD:FLM/pretrain" and stages[0].seed is None
+  assert stages[0].dir == str(tmp_path / "cells" / "cd_flm" / "pretrain")
+  assert not any(x.startswith("RANDOM_SEED") for s in stages for x in s.bindings)
+  # The fingerprint this definition had before `seeds` and `mtf_eval_period` existed, so that
+  # the GRID_DIR of a grid run then still resumes.
+  assert g.fingerprint() == "b0a6504a6791d509"
+  assert _grid([CD_FLM], seeds=[0]).definition()["seeds"] == [0]
+
+
+def test_a_grid_dir_takes_more_seeds_and_keeps_the_runs_it_has(tmp_path):
+  grid.check_grid_dir(_grid([CD_FLM], seeds=[0, 1]), str(tmp_path))
+  more = _grid([CD_FLM], seeds=[0, 1, 2])
+  grid.check_grid_dir(more, str(tmp_path))  # seeds are not in the fingerprint
+  assert json.loads((tmp_path / grid.GRID_JSON).read_text())["definition"]["seeds"] == [0, 1, 2]
+  with pytest.raises(GridError, match=r"different grid definition.*mtf_steps"):
+    grid.check_grid_dir(_grid([CD_FLM], seeds=[0, 1, 2], mtf_steps=5), str(tmp_path))
+
+
+@pytest.mark.parametrize("seeds", [[0, 0], [-1], "0", [True], [], [1.0], 2])
+def test_bad_seeds_name_the_setting(seeds):
+  with pytest.raises(GridError, match=r"grid_definition\.seeds must be a non-empty list of "
+                     r"distinct non-negative integers"):
+    _grid([CD_FLM], seeds=seeds)
+
+
+def test_mtf_validation_is_off_unless_the_grid_asks_and_evals_measure_continuation(tmp_path):
+  b = lambda g, key: [x for x in {s.key: s for s in grid_plan.plan(g, str(tmp_path))}[key].bindings]
+  off = _grid([CD_FLM], eval_bindings=["CONTINUATION_LOSS = False"])
+  assert "EVAL_PERIOD = None" in b(off, "CD:FLM/mtf")
+  assert not any(x.startswith("EVAL_PERIOD") for x in b(off, "CD:FLM/pretrain"))
+  assert "EVAL_PERIOD = 500" in b(_grid([CD_FLM], mtf_eval_period=500), "CD:FLM/mtf")
+  with pytest.raises(GridError, match=r"mtf_eval_period must be a positive integer"):
+    _grid([CD_FLM], mtf_eval_period=0)
+  ev = b(off, "CD:FLM/eval_mtf.embedded")
+  # On by default; the grid's eval_bindings come after, so the grid can turn it off.
+  assert ev.index("CONTINUATION_LOSS = True") < ev.index("CONTINUATION_LOSS = False")
+  assert "CONTINUATION_LOSS = True" in b(_grid([CD_FLM]), "CD:FLM/eval_pretrain.embedded")
