@@ -13,6 +13,8 @@ One JSON object per (task, prompt, example):
   it, as eval/aggregation.py counts), so the mean credit of a prompt is its accuracy exactly.
 - greedy-match tasks (kind "greedy"): scores are 1/0 per accepted answer, chosen the first match
   (-1: none).
+- group: set on examples scored together under acc_all (MultiRC: the answers of one question);
+  `by_group` folds them into one row per group for the statistics.
 
 Why gzipped JSON lines: the option lists differ in length across tasks (2 to 5 options), which
 JSON holds as it is while a columnar file would need padding or nesting; it needs nothing beyond
@@ -32,7 +34,7 @@ import numpy as np
 
 RECORDS_FILE = "examples.jsonl.gz"
 COLUMNS = ("task", "prompt", "id", "gold", "chosen", "credit", "chosen_text", "scores", "key",
-           "kind")
+           "kind", "group")
 
 
 def _key(prompts: Sequence[str], choices: Sequence[str]) -> str:
@@ -66,6 +68,9 @@ class Recorder:
                  chosen_text=ex.choices[chosen] if chosen >= 0 else None,
                  scores=[round(float(x), 5) for x in s], key=_key(ex.prompts, ex.choices),
                  kind="greedy" if greedy else "rank")
+      group = getattr(ex, "group", None)
+      if group is not None:  # scored together under acc_all (MultiRC: the answers of a question)
+        row["group"] = str(group)
       self.rows.append(row)
 
   def write(self, output_dir: str | pathlib.Path) -> pathlib.Path | None:
@@ -95,3 +100,24 @@ def read(path: str | pathlib.Path):
   with gzip.open(path, "rt", encoding="utf-8") as f:
     rows = [json.loads(line) for line in f if line.strip()]
   return pd.DataFrame(rows, columns=list(COLUMNS))
+
+
+def by_group(rec):
+  """Records with the rows of each acc_all group (task, prompt, group) folded into one row.
+
+  The folded row's credit is the product of its members' (the group counts only when every member
+  is right, ties sharing credit as aggregation.prompt_metrics counts), its id the smallest member
+  id and its kind 'acc_all', so the statistics resample questions, not answers. Rows without a
+  group pass unchanged.
+  """
+  import pandas as pd  # pylint: disable=g-import-not-at-top
+  if "group" not in rec.columns or rec["group"].isna().all():
+    return rec
+  grouped = rec[rec["group"].notna()]
+  folded = (grouped.groupby(["task", "prompt", "group"], sort=False)
+            .agg(id=("id", "min"), credit=("credit", "prod"),
+                 key=("key", lambda k: f"{zlib.crc32(''.join(sorted(k)).encode()):08x}"))
+            .reset_index())
+  folded = folded.assign(gold=-1, chosen=-1, chosen_text=None, scores=[[]] * len(folded),
+                         kind="acc_all")
+  return pd.concat([rec[rec["group"].isna()], folded[list(COLUMNS)]], ignore_index=True)

@@ -89,7 +89,7 @@ def load_records(df: pd.DataFrame, grid_dir: str) -> dict[tuple, pd.DataFrame]:
   for key, rows in df.groupby(keys, sort=False):
     path = os.path.join(eval_dir(grid_dir, rows.iloc[0].to_dict()), records_lib.RECORDS_FILE)
     if os.path.isfile(path):
-      out[key] = records_lib.read(path)
+      out[key] = records_lib.by_group(records_lib.read(path))  # acc_all: one row per question
   return out
 
 

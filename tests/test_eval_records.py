@@ -50,3 +50,31 @@ def test_nothing_scored_keeps_the_earlier_records(tmp_path):
   assert (tmp_path / records.RECORDS_FILE).read_bytes() == b"old"
   with pytest.raises(FileNotFoundError, match="records"):
     records.read(tmp_path / "nowhere")
+
+
+def test_acc_all_groups_fold_into_one_row_per_question(tmp_path):
+  """MultiRC's statistics resample questions: folded records give the acc_all the aggregate gives."""
+  from eval import aggregation
+  from experiments import stats
+  # Two questions of two answers and one of three; each answer is a yes/no choice.
+  groups = ["q1", "q1", "q2", "q2", "q3", "q3", "q3"]
+  golds = [0, 1, 0, 0, 1, 1, 0]
+  scores = [[0.0, -1.0], [-1.0, 0.0],  # q1: both right
+            [0.0, -1.0], [-1.0, 0.0],  # q2: second wrong
+            [-1.0, 0.0], [0.0, 0.0], [0.0, -1.0]]  # q3: a tie gives half credit
+  exs = [aggregation.RankedExample(("p", "p"), ("yes", "no"), g, group=q, example_id=i)
+         for i, (g, q) in enumerate(zip(golds, groups))]
+  book = records.Recorder()
+  book.add("multirc", "lm_eval", exs, scores)
+  book.write(tmp_path)
+  df = records.read(tmp_path)
+  assert list(df.group) == groups
+  folded = records.by_group(df)
+  assert sorted(folded.id) == [0, 2, 4] and set(folded.kind) == {"acc_all"}
+  expected = aggregation.prompt_metrics(exs, scores)["acc_all"]
+  assert expected == pytest.approx((1 + 0 + 0.5) / 3)
+  assert folded.credit.mean() == pytest.approx(expected)
+  o = stats.outcomes(folded.task, folded.prompt, folded.id, folded.credit, folded.key)
+  assert o.credit[0].shape == (1, 3)  # three questions, not seven answers
+  plain = df.drop(columns="group")  # records without groups pass unchanged
+  assert records.by_group(plain).equals(plain)
