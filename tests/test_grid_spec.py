@@ -406,3 +406,23 @@ def test_mtf_validation_is_off_unless_the_grid_asks_and_evals_measure_continuati
   # On by default; the grid's eval_bindings come after, so the grid can turn it off.
   assert ev.index("CONTINUATION_LOSS = True") < ev.index("CONTINUATION_LOSS = False")
   assert "CONTINUATION_LOSS = True" in b(_grid([CD_FLM]), "CD:FLM/eval_pretrain.embedded")
+
+
+def test_the_embedded_study_parses_and_dry_runs(tmp_path):
+  # The study grid (gin_configs/grids/embedded_study.gin): the six paper cells and CD:FLM -> ND:MLM,
+  # three seeds, >= 400 examples per prompt; every cell validates and its pretraining task fits.
+  g, grid_dir = grid_spec.load(["gin_configs/grids/embedded_study.gin"])
+  assert grid_dir == "runs/embedded_study" and g.seeds == (0, 1, 2)
+  assert [c.name for c in g.cells] == [*PAPER_CELLS, "CD:FLM->ND:MLM"]
+  assert g.cell("CD:FLM->ND:MLM").source == "CD:FLM"
+  assert "eval.zero_shot.evaluate_checkpoint.embedded_examples = 400" in g.eval_bindings
+  printed = []
+  rows = {r["cell"]: r for r in grid.dry_run(g, str(tmp_path), log=printed.append)}
+  gin.clear_config()
+  assert not [r for r in rows.values() if "error" in r]
+  assert all(r["pretrain_task" if "pretrain_task" in r else "adapt_task"] == grid.TASK_OK
+             for r in rows.values())
+  assert rows["CD:FLM"]["params"] == rows["ND:MLM"]["params"] == 1_590_912
+  assert rows["CD:FLM"]["pretrain_tokens"] == 200 * 16 * 80
+  assert rows["CD:FLM->ND:MLM"]["adapt_end_step"] == 280
+  assert not list(tmp_path.iterdir())  # a dry run writes nothing
