@@ -63,3 +63,25 @@ def cli_exit_code(main: Callable[[list[str]], int | None], argv: Sequence[str]) 
   except SystemExit as e:
     return int(e.code or 0)
   raise AssertionError("cli.run returned without exiting")
+
+
+EVAL_STACK = ("gin_configs/arch/causal_decoder.gin", "gin_configs/sizes/tiny.gin",
+              "gin_configs/data/embedded.gin")
+
+
+def untrained_eval_checkpoint(path: str | pathlib.Path, step: int = 1) -> pathlib.Path:
+  """A MODEL_DIR holding one complete step of EVAL_STACK's tiny causal decoder at initialisation
+  (no training): enough for evaluation tests. Leaves gin parsed with that stack."""
+  import jax  # pylint: disable=g-import-not-at-top
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  from arch import models  # pylint: disable=g-import-not-at-top
+  from eval import zero_shot  # pylint: disable=g-import-not-at-top
+  from experiments.runtime import checkpoints  # pylint: disable=g-import-not-at-top
+  zero_shot.parse(list(EVAL_STACK), [f"CHECKPOINT_PATH = '{path}'", "EVAL_SUITE = 'embedded'"])
+  model = models.get_model()
+  params = model.get_initial_variables(jax.random.PRNGKey(0),
+                                       model.input_shapes(1, {"targets": 8}))["params"]
+  ckpt = checkpoints.Checkpointer(path, async_save=False)
+  ckpt.save(step, params, {"step": np.array(step, np.int32)}, {"step": step})
+  ckpt.close()
+  return pathlib.Path(path)

@@ -14,7 +14,6 @@ from eval import continuation
 from eval import rank_classification as rc
 from eval import zero_shot
 from experiments import testing
-from experiments.runtime import checkpoints
 from experiments.runtime.errors import ConfigError
 
 _CFG = config_lib.TransformerConfig(
@@ -133,21 +132,13 @@ def test_text_corpus_held_out_files(tmp_path):
     continuation.heldout_windows("text", ByteVocab(), continuation.ContinuationConfig())
 
 
-_STACK = ["gin_configs/arch/causal_decoder.gin", "gin_configs/sizes/tiny.gin",
-          "gin_configs/data/embedded.gin"]
+_STACK = list(testing.EVAL_STACK)
 
 
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory):
   """A MODEL_DIR holding the tiny causal decoder's initial parameters (no training)."""
-  path = tmp_path_factory.mktemp("cd")
-  zero_shot.parse(_STACK, [f"CHECKPOINT_PATH = '{path}'", "EVAL_SUITE = 'embedded'"])
-  model = models.get_model()
-  params = model.get_initial_variables(jax.random.PRNGKey(0),
-                                       model.input_shapes(1, {"targets": 8}))["params"]
-  ckpt = checkpoints.Checkpointer(path, async_save=False)
-  ckpt.save(1, params, {"step": np.array(1, np.int32)}, {"step": 1})
-  ckpt.close()
+  path = testing.untrained_eval_checkpoint(tmp_path_factory.mktemp("cd"))
   gin.clear_config()
   return path
 

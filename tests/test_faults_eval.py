@@ -18,8 +18,6 @@ import subprocess
 import sys
 
 import gin
-import jax
-import numpy as np
 import pytest
 
 from eval import suites
@@ -29,8 +27,7 @@ from experiments import testing
 from experiments.runtime import checkpoints
 from experiments.runtime.errors import ConfigError
 
-_STACK = ["gin_configs/arch/causal_decoder.gin", "gin_configs/sizes/tiny.gin",
-          "gin_configs/data/embedded.gin"]
+_STACK = list(testing.EVAL_STACK)
 _STEP = 7
 _HEADQA = [{"query": "Question: which organ pumps blood?", "choices": ["heart", "lung"], "gold": 0},
            {"query": "Question: which gas do we breathe out?", "choices": ["oxygen", "carbon"],
@@ -47,16 +44,7 @@ def unlocked_gin():
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory):
   """A MODEL_DIR with one complete step of the tiny CD's initial parameters."""
-  from arch import models  # pylint: disable=g-import-not-at-top
-  path = tmp_path_factory.mktemp("cd")
-  zero_shot.parse(_STACK, [f"CHECKPOINT_PATH = '{path}'", "EVAL_SUITE = 'embedded'"])
-  model = models.get_model()
-  params = model.get_initial_variables(jax.random.PRNGKey(0),
-                                       model.input_shapes(1, {"targets": 8}))["params"]
-  ckpt = checkpoints.Checkpointer(path, async_save=False)
-  ckpt.save(_STEP, params, {"step": np.array(_STEP, np.int32)}, {"step": _STEP})
-  ckpt.close()
-  return path
+  return testing.untrained_eval_checkpoint(tmp_path_factory.mktemp("cd"), _STEP)
 
 
 def _argv(checkpoint, suite, *extra):
