@@ -10,6 +10,7 @@ import dataclasses
 from typing import Any
 
 import gin
+import jax
 import jax.numpy as jnp
 
 from experiments.runtime import errors
@@ -19,7 +20,11 @@ GATED_ACTIVATIONS = ("geglu", "swiglu", "reglu")
 POSITION_SCHEMES = ("relative", "rotary", "alibi", "none")
 PREFIX_BUCKETING = ("bidirectional", "causal")
 REMAT_POLICIES = ("none", "full", "dots", "dots_no_batch")
-DTYPES = ("float32", "bfloat16")
+DTYPES = ("auto", "float32", "bfloat16")
+# What dtype='auto' means per platform: bfloat16 activations on accelerators (the MXU and tensor
+# cores run bfloat16 matmuls at their peak); float32 on CPU, where bfloat16 is not faster.
+AUTO_DTYPES = {"cpu": "float32", "gpu": "bfloat16", "cuda": "bfloat16", "rocm": "bfloat16",
+               "tpu": "bfloat16"}
 VOCAB_ROW_MULTIPLE = 128
 
 
@@ -60,7 +65,9 @@ class TransformerConfig:
   rotary_max_wavelength: float = 10_000.0
   dropout_rate: float = 0.0
   tie_embeddings: bool = True
-  dtype: str = "float32"  # activations; parameters stay float32
+  # Activations; parameters, softmax, norms and the loss stay float32. 'auto' is resolved by
+  # resolve_for_platform from the platform the step compiles for (AUTO_DTYPES).
+  dtype: str = "auto"
   scan_layers: bool = False
   remat_policy: str = "none"
   norm_epsilon: float = 1e-6
@@ -101,6 +108,9 @@ class TransformerConfig:
 
   @property
   def activation_dtype(self):
+    """The activations' dtype; 'auto' unresolved falls back to JAX's default backend."""
+    if self.dtype == "auto":  # a caller that never resolved (eval on the default devices)
+      return jnp.dtype(AUTO_DTYPES.get(jax.default_backend(), "float32"))
     return jnp.dtype(self.dtype)
 
   @property
@@ -109,6 +119,18 @@ class TransformerConfig:
 
   def replace(self, **changes) -> "TransformerConfig":
     return dataclasses.replace(self, **changes)
+
+
+def resolve_for_platform(config: TransformerConfig, platform: str) -> TransformerConfig:
+  """`config` with its 'auto' settings made concrete for a platform ('cpu', 'gpu', 'tpu').
+
+  The platform is that of the mesh the step compiles for (experiments.partitioning.Partitioner
+  .platform), not jax.default_backend(); explicit values are kept as given.
+  """
+  changes = {}
+  if config.dtype == "auto":
+    changes["dtype"] = AUTO_DTYPES.get(str(platform).lower(), "float32")
+  return config.replace(**changes) if changes else config
 
 
 def padded_rows(vocab_size: int) -> int:

@@ -69,6 +69,11 @@ class BaseModel:
     """The seqio feature converter class this architecture's batches come from."""
     return self.arch.feature_converter_cls
 
+  def for_platform(self, platform: str) -> "BaseModel":
+    """This model with its config's 'auto' settings resolved for `platform` (self if none)."""
+    config = config_lib.resolve_for_platform(self.config, platform)
+    return self if config == self.config else self.arch.build(config, z_loss=self.z_loss)
+
   # --- network call, per architecture -------------------------------------------------------
   def _call_kwargs(self, batch: Batch) -> dict:
     """The network's keyword arguments taken from a batch of converted features."""

@@ -112,7 +112,7 @@ def measure(name: str, steps: int, batch_size: int, peak_per_device: float,
       "system_cpu_seconds_per_step": (r1.ru_stime - r0.ru_stime) / steps,
       "page_faults_per_step": (r1.ru_minflt - r0.ru_minflt) / steps,
       "model_gflops_per_second": flops / seconds / 1e9,
-      "mfu": flops / seconds / jax.device_count() / peak_per_device,
+      "mfu": metrics_lib.mfu(flops / seconds / jax.device_count(), peak_per_device),
       "params": counts["params"], "compile_seconds": compile_s,
       "loss_per_token": float(metrics["loss_per_token"]),
   }
@@ -219,7 +219,7 @@ def main(argv: list[str]) -> int:
     print(json.dumps(out, indent=1))
   else:
     for r in results:
-      print(f"{r['arch']:>20}: {r['tokens_per_second']:8.0f} tokens/s, MFU {r['mfu']:.3f}")
+      print(f"{r['arch']:>20}: {r['tokens_per_second']:8.0f} tokens/s, MFU {metrics_lib.format_mfu(r['mfu'])}")
     print(f"load average {out['load_average']}, matmul peak {gflops} GFLOP/s")
   return 0
 

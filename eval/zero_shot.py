@@ -58,6 +58,7 @@ from eval import records as records_lib
 from eval import suites as suites_lib
 from eval import templates as templates_lib
 from eval.loaders import embedded
+from experiments.runtime import accelerators
 from experiments.runtime import checkpoints
 from experiments.runtime import errors
 from experiments.runtime import gin_utils
@@ -432,6 +433,7 @@ def parse(gin_files: Sequence[str], gin_bindings: Sequence[str]) -> None:
 def run(gin_files: Sequence[str], gin_bindings: Sequence[str] = ()) -> dict:
   """Parses gin afresh (defaults, files, bindings) and evaluates; returns the results dict."""
   parse(gin_files, gin_bindings)
+  accelerators.start_up()  # TF off the GPUs; warns (or fails) when JAX runs on the CPU
   try:
     return evaluate_checkpoint()
   except Exception as proxy:  # pylint: disable=broad-except

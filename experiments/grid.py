@@ -11,7 +11,7 @@ need it and the grid goes on with the other cells. Ctrl-C or SIGTERM stops the g
 stage first saves its current step; the exit status is 130 or 143 and a rerun resumes.
 GRID_DIR/grid.json holds the fingerprint of the grid definition; a GRID_DIR holding another
 definition is refused. --dry_run checks every stage's gin and each pretraining task as the trainer
-would (objectives.validate against the vocabulary) and prints params, activation dtype, tokens and
+would (objectives.validate against the vocabulary) and prints params, activation dtype (on GPU/TPU), tokens and
 FLOPs per stage, without building parameters or reading a corpus. With `seeds`, every cell runs
 once per seed (experiments/grid_plan.py); --dry_run and --print_commands name the seeds.
 """
@@ -344,7 +344,9 @@ def account(stage: Stage) -> dict[str, Any]:
     lengths = dict(gin_utils.require_macro("TASK_FEATURE_LENGTHS"))
     model = model_of()
     out = dict(accounting.account(model, lengths))
-    out["dtype"] = str(model.config.dtype)
+    # A grid plans accelerator runs: 'auto' is shown as what it becomes on a GPU or TPU.
+    from arch import config as config_lib  # pylint: disable=g-import-not-at-top
+    out["dtype"] = str(config_lib.resolve_for_platform(model.config, "gpu").dtype)
     out["task_check"] = check_task(model, stage.task, lengths)
     return out
   finally:

@@ -13,8 +13,8 @@ from typing import Any, Callable, Mapping, Sequence
 
 import gin
 import jax
-import numpy as np
 
+from experiments.runtime import accelerators
 from experiments.runtime import checkpoints as ckpt_lib
 from experiments.runtime import errors
 from experiments import data as data_lib
@@ -24,6 +24,7 @@ from experiments.runtime import hostenv
 from experiments import metrics as metrics_lib
 from experiments import optimizers as optimizers_lib
 from experiments import partitioning
+from experiments import profiling
 from experiments import run_config
 from experiments import trainer as trainer_lib
 from experiments import validation
@@ -170,6 +171,7 @@ def train(
     log_config: bool = True,
     eval_period: int | None = None,
     eval_steps: int = 20,
+    profile_steps: Sequence[int] | None = None,
 ) -> dict:
   """Trains until the absolute step `train_steps`; returns {'model_dir', 'final_step', 'metrics'}.
 
@@ -181,9 +183,11 @@ def train(
   _Signals); the first batch must come within `first_batch_timeout` seconds of the pipeline's
   start (it is drawn while the step compiles), else DataStallError. Every `eval_period` steps
   (None: never) and at the last step, the loss on `eval_steps` validation batches is logged as
-  eval/ metrics (experiments/validation.py).
+  eval/ metrics (experiments/validation.py). `profile_steps` = (start, stop) traces steps start
+  to stop - 1 with jax.profiler into MODEL_DIR/plugins/profile (experiments/profiling.py).
   """
   distributed.maybe_initialize()
+  accelerators.start_up()  # after jax.distributed: TF off the GPUs, JAX not silently on the CPU
   with _Signals() as signals:
     cfg = run_config.check_and_prepare(
         model=model, model_dir=model_dir, task_name=mixture_or_task_name,
@@ -192,6 +196,7 @@ def train(
         checkpoint_period=checkpoint_period, log_period=log_period,
         initial_checkpoint_path=initial_checkpoint_path)
     validate = validation.enabled(eval_period, eval_steps)
+    profiling.check_steps(profile_steps)  # a bad window stops the run before any compilation
     partitioner = partitioner or partitioning.Partitioner()
     input_shapes = model.input_shapes(batch_size, task_feature_lengths)
     try:  # shapes only (jax.eval_shape); also checks the batch against the mesh
@@ -199,6 +204,8 @@ def train(
                                         num_microbatches)
     except ValueError as e:
       raise run_config.ConfigError(str(e)) from e
+    requested_dtype = getattr(getattr(model, "config", None), "dtype", None)
+    model = builder.model  # 'auto' settings resolved for the mesh's platform
     model_dir = run_config.check_model_dir(cfg.model_dir)
     description = run_config.describe_model(model)
     signals.check()  # here and below: a signal before the first step stops at a safe point
@@ -243,22 +250,26 @@ def train(
         step_fn = builder.compile()
         signals.check()
         accounting = run_config.flops_per_step(model, task_feature_lengths, batch_size)
-        peak, peak_source = metrics_lib.peak_flops_per_device()
+        peak, peak_source = metrics_lib.peak_flops_per_device(dtype=_activation_dtype(model))
         _log_startup(model, builder, partitioner, accounting, peak_source, start_step,
-                     train_steps, resumed_step is not None, log_config, model_dir)
+                     train_steps, resumed_step is not None, log_config, model_dir,
+                     requested_dtype)
         first = first_batch.get(signals.check)
         writer = metrics_lib.MetricsWriter(model_dir, start_step)
         meta_base = {"model": description, "task": mixture_or_task_name,
                      "task_feature_lengths": dict(task_feature_lengths),
                      "batch_size": batch_size}
+        profile = profiling.ProfileWindow(model_dir, profile_steps, start_step + 1, train_steps)
         try:
           last = _loop(step_fn, builder, state, batches, first, checkpointer, writer, meta_base,
-                       signals, validator, start_step=start_step, train_steps=train_steps,
-                       checkpoint_period=checkpoint_period, log_period=log_period,
+                       signals, validator, profile, start_step=start_step,
+                       train_steps=train_steps, checkpoint_period=checkpoint_period,
+                       log_period=log_period,
                        tokens_per_step=run_config.tokens_per_step(input_shapes),
                        flops_per_step=accounting["flops_per_step"], peak_per_device=peak,
                        model_dir=model_dir)
         finally:
+          profile.close()
           writer.close()
       finally:
         checkpointer.close()
@@ -301,9 +312,14 @@ def _initial_state(builder, checkpointer, initial_checkpoint_path, seed, train_s
 
 
 def _loop(step_fn, builder, state, batches, first_batch, checkpointer, writer, meta_base,
-          signals, validator, *, start_step, train_steps, checkpoint_period, log_period,
+          signals, validator, profile, *, start_step, train_steps, checkpoint_period, log_period,
           tokens_per_step, flops_per_step, peak_per_device, model_dir) -> dict:
-  """Feeds, steps, checks finiteness one step behind, logs and saves; returns the last metrics."""
+  """Feeds, steps, checks finiteness one step behind, logs and saves; returns the last metrics.
+
+  data_wait_seconds_per_step is the time the loop was blocked on the input iterator (next batch),
+  averaged over the log period beside seconds_per_step; steps dispatch asynchronously, so the
+  device may be busy with the previous step meanwhile: it bounds the input stall from above.
+  """
   kill_spec = os.environ.get(_SIGNAL_AT_STEP_ENV, "-1").split(":")
   kill_at = int(kill_spec[0])
   kill_signal = getattr(signal, kill_spec[1] if len(kill_spec) > 1 else "SIGKILL")
@@ -311,7 +327,7 @@ def _loop(step_fn, builder, state, batches, first_batch, checkpointer, writer, m
   bar = _progress_bar(start_step, train_steps)
   pending = None  # (step number, metrics) of the step whose finiteness is not yet checked
   last_metrics: dict = {}
-  period_start, period_steps = time.perf_counter(), 0
+  period_start, period_steps, period_wait = time.perf_counter(), 0, 0.0
   config_written = False
 
   def check(step, metrics):
@@ -325,9 +341,14 @@ def _loop(step_fn, builder, state, batches, first_batch, checkpointer, writer, m
              is not None else f"no checkpoint was saved yet in {checkpointer.directory}."))
 
   for step in range(start_step + 1, train_steps + 1):
-    local = first_batch if step == start_step + 1 else next(batches)
-    batch = trainer_lib.global_batch(local, builder.batch_shardings)
-    state, metrics = step_fn(state, batch)
+    profile.before_step(step)
+    with jax.profiler.StepTraceAnnotation("train", step_num=step):
+      wait_start = time.perf_counter()
+      local = first_batch if step == start_step + 1 else next(batches)
+      period_wait += time.perf_counter() - wait_start
+      batch = trainer_lib.global_batch(local, builder.batch_shardings)
+      state, metrics = step_fn(state, batch)
+    profile.after_step(step, (state, metrics))
     period_steps += 1
     if pending is not None:
       check(*pending)
@@ -342,12 +363,15 @@ def _loop(step_fn, builder, state, batches, first_batch, checkpointer, writer, m
       seconds_per_step = elapsed / max(period_steps, 1)
       values.update(_rates(seconds_per_step, tokens_per_step, flops_per_step, num_devices,
                            peak_per_device))
+      values["data_wait_seconds_per_step"] = period_wait / max(period_steps, 1)
       writer.write(step, values)
       last_metrics = values
-      logging.info("step %d: loss/token %.4f, accuracy %.4f, %.0f tokens/s, MFU %.3f", step,
+      logging.info("step %d: loss/token %.4f, accuracy %.4f, %.3f s/step (data wait %.3f s), "
+                   "%.0f tokens/s, MFU %s", step,
                    values.get("loss_per_token", float("nan")), values.get("accuracy", float("nan")),
-                   values["tokens_per_second"], values.get("mfu", float("nan")))
-      period_start, period_steps = time.perf_counter(), 0
+                   seconds_per_step, values["data_wait_seconds_per_step"],
+                   values["tokens_per_second"], metrics_lib.format_mfu(values.get("mfu")))
+      period_start, period_steps, period_wait = time.perf_counter(), 0, 0.0
     if validator is not None and validator.due(step, train_steps):
       check(*pending)
       eval_start = time.perf_counter()
@@ -383,9 +407,16 @@ def _rates(seconds_per_step, tokens_per_step, flops_per_step, num_devices, peak_
   if flops_per_step:
     per_device = flops_per_step / seconds_per_step / num_devices
     out["tflops_per_second_per_device"] = per_device / 1e12
-    if np.isfinite(peak_per_device) and peak_per_device > 0:
-      out["mfu"] = per_device / peak_per_device
+    mfu = metrics_lib.mfu(per_device, peak_per_device)
+    if mfu is not None:  # an unknown chip's peak: no 'mfu' key rather than NaN
+      out["mfu"] = mfu
   return out
+
+
+def _activation_dtype(model) -> str:
+  """The resolved activation dtype's name ('float32' for a model without a TransformerConfig)."""
+  config = getattr(model, "config", None)
+  return str(config.activation_dtype) if hasattr(config, "activation_dtype") else "float32"
 
 
 def _progress_bar(start, total):
@@ -399,7 +430,7 @@ def _progress_bar(start, total):
 
 
 def _log_startup(model, builder, partitioner, accounting, peak_source, start_step, train_steps,
-                 resumed, log_config, model_dir):
+                 resumed, log_config, model_dir, requested_dtype=None):
   counts = ckpt_lib.describe_tree(builder.abstract_params)
   if log_config:
     logging.info("Resolved gin config:\n%s", gin.config_str())
@@ -413,6 +444,11 @@ def _log_startup(model, builder, partitioner, accounting, peak_source, start_ste
                accounting.get("attention_flops_per_step", float("nan")), accounting["convention"])
   logging.info("Mesh: %s. Peak: %s. Host allocator: %s.", partitioner.describe(), peak_source,
                hostenv.allocator_summary())
+  if requested_dtype is not None:
+    # The gin config above may say 'auto'; this is what it became on this mesh's platform.
+    logging.info("Activations: %s (TransformerConfig.dtype = %r on %s); parameters, softmax, "
+                 "norms and the loss in float32.", _activation_dtype(model), requested_dtype,
+                 partitioner.platform)
   logging.info("%s at step %d; training to step %d.", "Resuming" if resumed else "Starting",
                start_step, train_steps)
 

@@ -3,17 +3,20 @@
 Each record is one step's {'step', ...}: the train metrics every log_period steps, and the
 validation metrics ('eval/loss', ...) in their own record every eval_period steps.
 
-MFU is model FLOP/s per device over the device's peak. Peaks are bf16 dense TFLOP/s per chip
-(MaxText's table); on CPU there is no datasheet figure, so a float32 matmul peak is measured at
-start-up and used instead (it is what the step could reach at best on this machine).
+MFU is model FLOP/s per device over the device's peak for the activations' dtype (PEAKS: dense
+TFLOP/s per device, looked up by jax's device_kind). On CPU there is no datasheet figure, so a
+float32 matmul peak is measured at start-up and used instead (what the step could reach at best on
+this machine). A chip missing from PEAKS gets no MFU: the logs say "unknown peak", never NaN.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
 import pathlib
+import re
 import time
 from typing import Any, Mapping
 
@@ -21,17 +24,49 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-# bf16 dense peak TFLOP/s per chip, matched against jax's device_kind (lower-cased, in order).
-PEAK_TFLOPS = (
-    ("v6", 918.0),  # TPU v6e (Trillium)
-    ("v5p", 459.0),
-    ("v5 lite", 197.0),  # TPU v5e reports "TPU v5 lite"
-    ("v5e", 197.0),
-    ("v5", 459.0),
-    ("v4", 275.0),
-    ("h200", 989.0),
-    ("h100", 989.0),
+
+@dataclasses.dataclass(frozen=True)
+class Peak:
+  """Dense (no sparsity) TFLOP/s of one device, per activation dtype."""
+  chip: str
+  pattern: str  # regular expression, fully matching jax's device_kind lower-cased
+  bfloat16: float
+  # float32 matmuls at JAX's default precision, which is not IEEE float32: XLA runs them as TF32 on
+  # NVIDIA tensor cores (Ampere and later) and as one bfloat16 pass on TPU (JAX documentation,
+  # "Matmul precision", docs.jax.dev/en/latest/201/precision.html). So a GPU's float32 peak is its
+  # TF32 tensor-core figure and a TPU's equals its bfloat16 figure.
+  float32: float
+
+
+# NVIDIA's figures are the datasheets' tensor-core rates "with sparsity" halved (H100 / H200 /
+# A100 / B200 / GB200 datasheets, nvidia.com). TPU figures: Google Cloud's TPU system
+# architecture pages (cloud.google.com/tpu/docs: v4, v5e, v5p, v6e), bf16 per chip; jax has one
+# device per chip on these (megacore on v4 and v5p). Ordered: the first matching pattern wins.
+PEAKS = (
+    Peak("NVIDIA GB200", r".*\bgb200\b.*", 2500.0, 1250.0),  # 5 / 2.5 PFLOP/s sparse per GPU
+    Peak("NVIDIA B200", r".*\bb200\b.*", 2250.0, 1125.0),  # HGX B200: 36 / 18 PF sparse per 8
+    Peak("NVIDIA GH200", r".*\bgh200\b.*", 989.5, 494.5),  # the H100 SXM's tensor cores
+    Peak("NVIDIA H200 NVL", r".*\bh200 nvl\b.*", 835.5, 417.5),  # 1,671 / 835 sparse
+    Peak("NVIDIA H200 SXM", r".*\bh200\b.*", 989.5, 494.5),  # 1,979 / 989 sparse
+    Peak("NVIDIA H100 NVL", r".*\bh100 nvl\b.*", 835.5, 417.5),  # 1,671 / 835 sparse
+    Peak("NVIDIA H100 PCIe", r".*\bh100 pcie\b.*", 756.5, 378.0),  # 1,513 / 756 sparse
+    Peak("NVIDIA H100 SXM", r".*\bh100\b.*", 989.5, 494.5),  # "H100 80GB HBM3": 1,979 / 989
+    Peak("NVIDIA A100", r".*\ba100\b.*", 312.0, 156.0),  # 40GB and 80GB, SXM4 and PCIe alike
+    Peak("TPU v6e", r"tpu v6( lite|e)", 918.0, 918.0),  # device_kind "TPU v6 lite"
+    Peak("TPU v5p", r"tpu v5p?", 459.0, 459.0),  # device_kind "TPU v5"
+    Peak("TPU v5e", r"tpu v5( lite|e)", 197.0, 197.0),  # device_kind "TPU v5 lite"
+    Peak("TPU v4", r"tpu v4", 275.0, 275.0),  # not "TPU v4 lite" (v4i): unknown
 )
+
+
+def lookup_peak(device_kind: str, dtype: str = "bfloat16") -> tuple[float, str] | None:
+  """(dense peak TFLOP/s, chip) of a device_kind for 'bfloat16' or 'float32'; None if unknown."""
+  kind = " ".join(str(device_kind).lower().split())
+  column = "float32" if str(dtype) == "float32" else "bfloat16"
+  for peak in PEAKS:
+    if re.fullmatch(peak.pattern, kind):
+      return getattr(peak, column), peak.chip
+  return None
 
 
 def measure_cpu_matmul_gflops(n: int = 1024, repeats: int = 5) -> float:
@@ -47,20 +82,33 @@ def measure_cpu_matmul_gflops(n: int = 1024, repeats: int = 5) -> float:
   return 2.0 * n ** 3 / best / 1e9
 
 
-def peak_flops_per_device(device: Any | None = None, cpu_gflops: float | None = None) -> tuple[
-    float, str]:
-  """(peak FLOP/s of one device, where the figure comes from)."""
+def peak_flops_per_device(device: Any | None = None, cpu_gflops: float | None = None,
+                          dtype: str = "bfloat16") -> tuple[float | None, str]:
+  """(peak FLOP/s of one device for `dtype`, or None when unknown; where the figure comes from)."""
   device = device or jax.devices()[0]
-  kind = device.device_kind.lower()
   if device.platform == "cpu":
     gflops = cpu_gflops if cpu_gflops is not None else measure_cpu_matmul_gflops()
     # Virtual CPU devices share the host's cores.
     per_device = gflops * 1e9 / max(1, jax.local_device_count())
     return per_device, f"measured float32 matmul peak {gflops:.1f} GFLOP/s per host"
-  for key, tflops in PEAK_TFLOPS:
-    if key in kind:
-      return tflops * 1e12, f"bf16 dense peak of {device.device_kind}: {tflops:g} TFLOP/s"
-  return float("nan"), f"no peak known for {device.device_kind}; MFU not reported"
+  found = lookup_peak(device.device_kind, dtype)
+  if found is None:
+    return None, (f"unknown peak for {device.device_kind!r} ({dtype}): MFU not reported (add the "
+                  f"chip to experiments.metrics.PEAKS)")
+  tflops, chip = found
+  return tflops * 1e12, f"{dtype} dense peak of {chip}: {tflops:g} TFLOP/s"
+
+
+def mfu(flops_per_second_per_device: float, peak_per_device: float | None) -> float | None:
+  """Model FLOP/s utilisation, or None when the peak is unknown (never NaN)."""
+  if peak_per_device is None or not np.isfinite(peak_per_device) or peak_per_device <= 0:
+    return None
+  return flops_per_second_per_device / peak_per_device
+
+
+def format_mfu(value: float | None) -> str:
+  """'0.412', or 'unknown peak' for a chip missing from PEAKS."""
+  return "unknown peak" if value is None else f"{value:.3f}"
 
 
 def to_python(metrics: Mapping[str, Any]) -> dict[str, float]:

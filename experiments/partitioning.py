@@ -72,6 +72,11 @@ class Partitioner:
     self.mesh = make_mesh(mesh_shape, devices)
 
   @property
+  def platform(self) -> str:
+    """'cpu', 'gpu' or 'tpu': the platform the step compiles for (what 'auto' settings follow)."""
+    return self.mesh.devices.flat[0].platform
+
+  @property
   def data_size(self) -> int:
     return self.mesh.shape["data"]
 

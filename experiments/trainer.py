@@ -50,6 +50,10 @@ class StepBuilder:
   num_microbatches: int = 1
 
   def __post_init__(self):
+    # 'auto' settings (TransformerConfig.dtype) follow the mesh's platform, not the default
+    # backend; self.model is the resolved model the step, logs and MFU use.
+    if hasattr(self.model, "for_platform"):
+      self.model = self.model.for_platform(self.partitioner.platform)
     batch_size = next(iter(self.input_shapes.values()))[0]
     if batch_size % self.num_microbatches:
       raise ValueError(

@@ -46,6 +46,7 @@ from experiments import metrics as metrics_lib
 from experiments import partitioning
 from experiments import run_config
 from experiments import trainer as trainer_lib
+from experiments.runtime import accelerators
 from experiments.runtime import checkpoints as ckpt_lib
 from experiments.runtime import errors
 from experiments.runtime import gin_utils
@@ -187,6 +188,7 @@ def evaluate_loss(gin_files: Sequence[str], gin_bindings: Sequence[str] = (),
   from experiments import loop  # pylint: disable=g-import-not-at-top
   loop.import_configurables()
   loop.parse_and_check(gin_files, gin_bindings)
+  accelerators.start_up()  # TF off the GPUs; warns (or fails) when JAX runs on the CPU
   args = train_arguments()
   steps = args["eval_steps"] if eval_steps is None else eval_steps
   enabled(args["eval_period"] or 1, steps)  # the period is not used here, the steps are

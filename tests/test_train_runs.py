@@ -16,7 +16,8 @@ from experiments import testing
 from experiments import train
 
 # Timing fields differ between runs; everything else in metrics.jsonl must not.
-_TIMING = ("seconds_per_step", "tokens_per_second", "tflops_per_second_per_device", "mfu")
+_TIMING = ("seconds_per_step", "data_wait_seconds_per_step", "tokens_per_second",
+           "tflops_per_second_per_device", "mfu")
 
 
 def _model_metrics(model_dir):

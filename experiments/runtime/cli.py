@@ -141,6 +141,9 @@ def run(main: Callable[[list[str]], int | None], doc: str | None = None,
   argv = [a for a in argv if a != VERBOSE_FLAG]
   configure_logging(is_verbose)
   try:
+    # Before main touches TensorFlow: on a GPU host its runtime would reserve the GPUs' memory.
+    from experiments.runtime import accelerators  # pylint: disable=g-import-not-at-top
+    accelerators.hide_gpus_from_tensorflow()
     code = main(argv)
   except ConfigError as e:
     if is_verbose:
