@@ -2,8 +2,18 @@
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
-STAMP := $(VENV)/.installed
-TEST_STAMP := $(VENV)/.installed-test
+# The accelerator backend: cpu or nothing (JAX on the CPU), cuda12 (NVIDIA GPUs) or tpu (Cloud TPU
+# VMs): pyproject.toml's extras of the same names. The stamps name it: another ACCEL installs again.
+ACCEL ?=
+ifneq ($(filter-out cpu cuda12 tpu,$(ACCEL)),)
+$(error ACCEL=$(ACCEL): expected cuda12, tpu, or cpu / nothing for the CPU)
+endif
+comma := ,
+BACKEND := $(filter-out cpu,$(ACCEL))
+STAMP := $(VENV)/.installed$(if $(BACKEND),-$(BACKEND))
+TEST_STAMP := $(VENV)/.installed-test$(if $(BACKEND),-$(BACKEND))
+EXTRAS := $(if $(BACKEND),[$(BACKEND)])
+TEST_EXTRAS := [test$(if $(BACKEND),$(comma)$(BACKEND))]
 # T0's own prompts (the default prompts of the t0_eval suite) are the template files of promptsource
 # 0.2.3. That release declares Python >=3.7,<3.10 and pins streamlit 0.82, black, isort and
 # `datasets`, none of which the harness uses: it reads the package's YAML files only
@@ -24,11 +34,11 @@ $(PY):
 	$(PY) -m pip install $(PIP_QUIET) --upgrade pip setuptools wheel
 
 $(STAMP): pyproject.toml | $(PY)
-	$(PY) -m pip install $(PIP_QUIET) -e .
+	$(PY) -m pip install $(PIP_QUIET) -e ".$(EXTRAS)"
 	touch $@
 
 $(TEST_STAMP): pyproject.toml | $(PY)
-	$(PY) -m pip install $(PIP_QUIET) -e ".[test]"
+	$(PY) -m pip install $(PIP_QUIET) -e ".$(TEST_EXTRAS)"
 	touch $@ $(STAMP)
 
 $(PROMPTSOURCE_STAMP): | $(PY)
