@@ -8,7 +8,8 @@ or evaluation, and anything above can rely on arch without a cycle.
 
   registry.py         the architectures by name: factory, encoder-decoder or not, bidirectional
                       prefix, feature converter, FLOP rule, default lengths (register / get / names)
-  config.py           TransformerConfig (gin), validated at construction
+  config.py           TransformerConfig (gin), validated at construction; resolve_for_platform
+                      makes its 'auto' settings concrete for the step's platform
   layers.py           RMSNorm, gated MLP, attention, embedding/logits (logical axis names)
   positions.py        T5 relative buckets, rotary, ALiBi
   masks.py            causal / prefix / padding / packing masks from seqio features
