@@ -27,8 +27,9 @@ $(STAMP): pyproject.toml | $(PY)
 	$(PY) -m pip install $(PIP_QUIET) -e .
 	touch $@
 
+# The tests exercise the optional lm-evaluation-harness adaptor too, so CI installs that extra.
 $(TEST_STAMP): pyproject.toml | $(PY)
-	$(PY) -m pip install $(PIP_QUIET) -e ".[test]"
+	$(PY) -m pip install $(PIP_QUIET) -e ".[test,lm_eval]"
 	touch $@ $(STAMP)
 
 $(PROMPTSOURCE_STAMP): | $(PY)
