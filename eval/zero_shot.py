@@ -23,6 +23,10 @@ for; its results never replace a results.json that has scores (they go beside it
 time>.json). The command line exits 2 with one `error:` line for bad input (suite, task, paths,
 checkpoint, templates, a malformed data row).
 
+EVAL_SUITE = 'lm_eval:task,...' runs lm-evaluation-harness's own tasks through the same scorer
+(eval/lm_eval_suite.py; the [lm_eval] extra). NUM_FEWSHOT = k (default 0) puts k demonstrations
+before every prompt (eval/fewshot.py), recorded in results.json's protocol.
+
 Every model sees the same examples, options and prompts: data sets are read in their fixed order,
 embedded families are generated from fixed seeds, and nothing depends on the model or objective.
 """
