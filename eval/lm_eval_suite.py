@@ -86,7 +86,13 @@ def require_lm_eval(suite: str = PREFIX) -> str:
   except ImportError as e:
     raise LmEvalConfigError(f"EVAL_SUITE = {suite!r} needs lm-evaluation-harness, which is not "
                             f"installed ({e}): {INSTALL_HINT}.") from None
-  logging.getLogger("lm_eval").setLevel(logging.WARNING)  # its INFO lines drown our own
+  # Its per-task notes (default aggregations, num_fewshot overrides) and the datasets progress bars
+  # would drown our own lines; errors still show.
+  logging.getLogger("lm_eval").setLevel(logging.ERROR)
+  try:
+    importlib.import_module("datasets").disable_progress_bars()
+  except (ImportError, AttributeError):
+    pass
   return importlib.metadata.version("lm_eval")
 
 
@@ -104,13 +110,15 @@ def _strip_question(query: str) -> str:
 def _arc(ex: dict, i: int) -> dict:
   labels = _letters(len(ex["choices"]))
   return {"id": str(i), "question": _strip_question(ex["query"]),
-          "choices": {"text": list(ex["choices"]), "label": labels}, "answerKey": labels[ex["label"]]}
+          "choices": {"text": list(ex["choices"]), "label": labels},
+          "answerKey": labels[ex["label"]]}
 
 
 def _openbookqa(ex: dict, i: int) -> dict:
   labels = _letters(len(ex["choices"]))
   return {"id": str(i), "question_stem": ex["query"],
-          "choices": {"text": list(ex["choices"]), "label": labels}, "answerKey": labels[ex["label"]]}
+          "choices": {"text": list(ex["choices"]), "label": labels},
+          "answerKey": labels[ex["label"]]}
 
 
 def _lambada(ex: dict, i: int) -> dict:
@@ -165,6 +173,8 @@ class Plan:
   missing: dict[str, str]
   num_fewshot: int
   fewshot_seed: int
+  local_data_dir: str | None = None
+  tfds_data_dir: str | None = None
 
 
 @functools.lru_cache(maxsize=1)
@@ -286,7 +296,9 @@ def prepare(suite: str, local_data_dir=None, *, tfds_data_dir: str | None = None
   return Plan(suite=suite, version=version, tasks=tasks,
               output_types={n: configs[n].get("output_type", "generate_until") for n in configs},
               sources=sources, missing=missing, num_fewshot=num_fewshot,
-              fewshot_seed=fewshot_seed)
+              fewshot_seed=fewshot_seed,
+              local_data_dir=None if local_data_dir is None else str(local_data_dir),
+              tfds_data_dir=tfds_data_dir)
 
 
 def _check_fewshot(name: str, task: Any, k: int) -> None:

@@ -348,7 +348,9 @@ def _nothing_scored(suite: suites_lib.Suite | str, missing: Mapping[str, str], l
 
 def _lm_eval_data_dir(output_dir) -> pathlib.Path | None:
   """Where an lm_eval: suite writes the local files it converts (None: a temporary folder)."""
-  return None if output_dir is None else pathlib.Path(output_dir) / lm_eval_suite.OUTPUT_DIR / "data"
+  if output_dir is None:
+    return None
+  return pathlib.Path(output_dir) / lm_eval_suite.OUTPUT_DIR / "data"
 
 
 def evaluate_lm_eval(model: Any, params: Any, vocabulary: Any, plan: "lm_eval_suite.Plan",
@@ -371,7 +373,8 @@ def evaluate_lm_eval(model: Any, params: Any, vocabulary: Any, plan: "lm_eval_su
   if output_dir is not None:
     book.write(output_dir)
   if not results["tasks"]:
-    raise EvalConfigError(_nothing_scored(plan.suite, results["missing"], None, None, written))
+    raise EvalConfigError(_nothing_scored(plan.suite, results["missing"], plan.local_data_dir,
+                                          plan.tfds_data_dir, written))
   return results
 
 
