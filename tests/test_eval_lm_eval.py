@@ -286,3 +286,21 @@ def test_a_suite_whose_every_task_is_missing_is_an_error_listing_them(tmp_path):
     zero_shot.evaluate_lm_eval(None, None, ByteVocab(), plan, tmp_path / "out",
                                scorer=FakeScorer())
   assert json.loads((tmp_path / "out" / "results.json").read_text())["missing"].keys() == {"piqa"}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("arch", registry.names())
+def test_rolling_loglikelihood_equals_scoring_the_text_from_nothing(arch):
+  """One window: rolling log p(text) = our score of the text after an empty prompt; longer texts
+  sum their windows, each scored through the same batches."""
+  model, params = _model(arch)
+  scorer = rc.ModelScorer(model, params, ByteVocab(),
+                          rc.ScoringConfig(max_length=16, max_target_length=8, progress=False))
+  lm = lm_eval_adaptor.HarnessLM(scorer)
+  short, long = "a cat", "the cat sat on the mat and then it slept"
+  got = lm.loglikelihood_rolling([_req((short,)), _req((long,))])
+  assert got[0] == pytest.approx(float(scorer.score([("", short, False, False)])[0]), abs=1e-4)
+  windows = lm.rolling_windows(long)
+  assert len(windows) > 1
+  assert got[1] == pytest.approx(float(np.sum(scorer.score_token_pairs(windows)[0])), abs=1e-4)
+  assert np.isfinite(got).all() and max(got) < 0
