@@ -13,7 +13,7 @@ BACKEND := $(filter-out cpu,$(ACCEL))
 STAMP := $(VENV)/.installed$(if $(BACKEND),-$(BACKEND))
 TEST_STAMP := $(VENV)/.installed-test$(if $(BACKEND),-$(BACKEND))
 EXTRAS := $(if $(BACKEND),[$(BACKEND)])
-TEST_EXTRAS := [test$(if $(BACKEND),$(comma)$(BACKEND))]
+TEST_EXTRAS := [test$(comma)lm_eval$(if $(BACKEND),$(comma)$(BACKEND))]
 # T0's own prompts (the default prompts of the t0_eval suite) are the template files of promptsource
 # 0.2.3. That release declares Python >=3.7,<3.10 and pins streamlit 0.82, black, isort and
 # `datasets`, none of which the harness uses: it reads the package's YAML files only
@@ -37,6 +37,7 @@ $(STAMP): pyproject.toml | $(PY)
 	$(PY) -m pip install $(PIP_QUIET) -e ".$(EXTRAS)"
 	touch $@
 
+# The tests exercise the optional lm-evaluation-harness adaptor too, so CI installs that extra.
 $(TEST_STAMP): pyproject.toml | $(PY)
 	$(PY) -m pip install $(PIP_QUIET) -e ".$(TEST_EXTRAS)"
 	touch $@ $(STAMP)

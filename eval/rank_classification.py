@@ -21,6 +21,7 @@ question usually sits at the end).
 from __future__ import annotations
 
 import dataclasses
+import logging
 import sys
 import time
 from typing import Any, Callable, Iterable, Protocol, Sequence
@@ -88,12 +89,13 @@ class ModelScorer:
     self._token_log_probs = jax.jit(model.token_log_probs)
     self._greedy = jax.jit(_per_row_greedy(model)) if hasattr(model, "logits") else None
     self._cache: dict[str, list[int]] = {}
+    self._warned_truncation = False
     self.shapes_compiled: set[tuple] = set()
     # Where the time goes (benchmarks/eval_throughput.py prints these): decoder positions run
     # through the network, those holding a real token, those scored, and seconds spent waiting for
     # the forward passes.
     self.stats = dict(batches=0, decoder_positions=0, decoder_tokens=0, scored_tokens=0,
-                      forward_s=0.0)
+                      forward_s=0.0, truncated_prompts=0)
 
   def _encode(self, text: str) -> list[int]:
     ids = self._cache.get(text)
@@ -104,16 +106,24 @@ class ModelScorer:
   def _items(self, pairs: Sequence[Pair]) -> list[_Item]:
     eos, cfg = self.vocabulary.eos_id, self.config
     max_option = cfg.max_target_length if self.is_encoder_decoder else cfg.max_length - 1
-    items = []
+    items, cut = [], 0
     for i, (prompt, option, prompt_eos, option_eos) in enumerate(pairs):
       o = (self._encode(option) + ([eos] if option_eos else []))[:max_option]
-      p = self._encode(prompt)
+      p = full = self._encode(prompt)
       if cfg.max_prompt_length is not None:  # from the left, as lm-evaluation-harness cuts
         p = p[max(0, len(p) - cfg.max_prompt_length):]
       prompt_eos = prompt_eos or (self.is_encoder_decoder and not p)
       budget = cfg.max_length - int(prompt_eos) - (0 if self.is_encoder_decoder else len(o))
       p = p[len(p) - budget:] if len(p) > budget else list(p)  # keep the end of the prompt
+      cut += len(p) < len(full)
       items.append(_Item(i, p + [eos] if prompt_eos else p, o))
+    self.stats["truncated_prompts"] += cut
+    if cut and not self._warned_truncation:  # once per scorer: a long-context suite cuts many
+      self._warned_truncation = True
+      logging.warning("eval: %d of %d prompts are longer than the model's budget (max_length %d, "
+                      "max_prompt_length %s) and keep only their last tokens (cut from the left); "
+                      "the count is in the scorer's stats['truncated_prompts'].", cut, len(pairs),
+                      cfg.max_length, cfg.max_prompt_length)
     return items
 
   def score(self, pairs: Sequence[Pair]) -> np.ndarray:

@@ -23,6 +23,10 @@ for; its results never replace a results.json that has scores (they go beside it
 time>.json). The command line exits 2 with one `error:` line for bad input (suite, task, paths,
 checkpoint, templates, a malformed data row).
 
+EVAL_SUITE = 'lm_eval:task,...' runs lm-evaluation-harness's own tasks through the same scorer
+(eval/lm_eval_suite.py; the [lm_eval] extra). NUM_FEWSHOT = k (default 0) puts k demonstrations
+before every prompt (eval/fewshot.py), recorded in results.json's protocol.
+
 Every model sees the same examples, options and prompts: data sets are read in their fixed order,
 embedded families are generated from fixed seeds, and nothing depends on the model or objective.
 """
@@ -51,6 +55,8 @@ import jax
 
 from eval import aggregation
 from eval import continuation as continuation_lib
+from eval import fewshot
+from eval import lm_eval_suite
 from eval import loaders
 from eval import promptsource_bridge
 from eval import rank_classification as rc
@@ -69,6 +75,7 @@ _REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
 _PACKAGE = "zeroshot-harness"
 _LISTED_MISSING = 8  # tasks listed with their reasons when nothing was scored
 PROMPT_SOURCES = ("promptsource", "builtin")
+DEFAULT_FEWSHOT_SEED = fewshot.DEFAULT_SEED
 
 
 class EvalConfigError(ConfigError):
@@ -138,9 +145,15 @@ def _load_examples(dataset: str, local_data_dir, tfds_data_dir, download, embedd
                               tfds_data_dir=tfds_data_dir, download=download)
 
 
-def _plan_task(examples: list[dict], templates: Sequence[templates_lib.Template]
-               ) -> dict[str, list[aggregation.RankedExample]]:
-  """Renders every example with every template (fields checked before any rendering)."""
+def _plan_task(examples: list[dict], templates: Sequence[templates_lib.Template],
+               num_fewshot: int = 0, fewshot_seed: int = DEFAULT_FEWSHOT_SEED, task: str = "",
+               max_examples: int | None = None) -> dict[str, list[aggregation.RankedExample]]:
+  """Renders every example with every template (fields checked before any rendering).
+
+  With num_fewshot = k, each scored prompt starts with k demonstrations (fewshot.py): other
+  examples of the same data set, the same ones for every model. Only the first max_examples are
+  scored; all examples are the pool of demonstrations.
+  """
   for t in templates:
     t.check_fields(sorted(examples[0]))
   plan = {}
@@ -153,6 +166,11 @@ def _plan_task(examples: list[dict], templates: Sequence[templates_lib.Template]
         continue
       rows.append(aggregation.RankedExample(tuple(prompts), tuple(choices), gold,
                                             group=ex.get("group"), example_id=i))
+    if num_fewshot:
+      rows = fewshot.with_demonstrations(rows, num_fewshot, fewshot_seed, task, t.name,
+                                         scored=max_examples)
+    elif max_examples is not None:
+      rows = [r for r in rows if r.example_id < max_examples]
     if rows:
       plan[t.name] = rows
   return plan
@@ -194,14 +212,27 @@ def evaluate(model: Any, params: Any, vocabulary: Any, suite: str | suites_lib.S
              tfds_data_dir: str | None = None, download: bool = False,
              checkpoint: Mapping[str, Any] | None = None,
              continuation: continuation_lib.Windows | None = None,
-             prompt_source: str = "promptsource") -> dict:
+             prompt_source: str = "promptsource", num_fewshot: int = 0,
+             fewshot_seed: int = DEFAULT_FEWSHOT_SEED) -> dict:
   """Scores `suite` and returns (and writes to output_dir/results.json) the results dict.
+
+  `suite` may be 'lm_eval:task,...' (lm-evaluation-harness's own tasks, eval/lm_eval_suite.py).
+  num_fewshot: demonstrations before each prompt (fewshot.py; lm_eval: suites pass it to lm-eval).
 
   `checkpoint` ({"path", "step_dir", "step"}) is recorded as given. `continuation` (held-out
   windows, eval/continuation.py) adds the "continuation_loss" block. Raises EvalConfigError when no
   task could be scored (after writing the results, see write_results). `templates` (default:
   get_templates(prompt_source, suite)) maps each task's template key to its prompts.
   """
+  if lm_eval_suite.is_lm_eval_suite(suite):
+    check_dirs(output_dir, local_data_dir)
+    plan = lm_eval_suite.prepare(suite, local_data_dir, tfds_data_dir=tfds_data_dir,
+                                 num_fewshot=num_fewshot, fewshot_seed=fewshot_seed,
+                                 data_dir=_lm_eval_data_dir(output_dir))
+    return evaluate_lm_eval(model, params, vocabulary, plan, output_dir, scorer=scorer,
+                            scoring_config=scoring_config, max_examples=max_examples,
+                            checkpoint=checkpoint, continuation=continuation)
+  fewshot.check_k(num_fewshot)
   suite = suites_lib.get_suite(suite) if isinstance(suite, str) else suite
   templates = get_templates(prompt_source, suite) if templates is None else templates
   check_templates(suite, templates)
@@ -222,13 +253,13 @@ def evaluate(model: Any, params: Any, vocabulary: Any, suite: str | suites_lib.S
       missing[task.name] = str(e)
       logging.warning("eval: %s is missing: %s", task.name, e)
       continue
-    if max_examples is not None:
+    if max_examples is not None and not num_fewshot:  # few-shot: all are demonstrations
       examples = examples[:max_examples]
-    if not examples:
+    if not examples or max_examples == 0:
       missing[task.name] = "the data set has no examples"
       continue
     chosen = templates[task.templates][:suite.max_prompts]
-    plan = _plan_task(examples, chosen)
+    plan = _plan_task(examples, chosen, num_fewshot, fewshot_seed, task.name, max_examples)
     if not plan:
       missing[task.name] = "no template applies to any example"
       continue
@@ -275,6 +306,8 @@ def evaluate(model: Any, params: Any, vocabulary: Any, suite: str | suites_lib.S
                    "prompts_per_task": {name: len(plan) for name, (_, plan) in plans.items()},
                    "max_prompts": suite.max_prompts,
                    "max_examples": max_examples, "embedded_examples": embedded_examples,
+                   "num_fewshot": num_fewshot,
+                   "fewshot": fewshot.protocol(num_fewshot, fewshot_seed),
                    "metric": "accuracy", "aggregate": "median over prompts, mean over tasks",
                    "scoring": dataclasses.asdict(scoring) if dataclasses.is_dataclass(scoring)
                               else None,
@@ -293,7 +326,7 @@ def evaluate(model: Any, params: Any, vocabulary: Any, suite: str | suites_lib.S
   return results
 
 
-def _nothing_scored(suite: suites_lib.Suite, missing: Mapping[str, str], local_data_dir,
+def _nothing_scored(suite: suites_lib.Suite | str, missing: Mapping[str, str], local_data_dir,
                     tfds_data_dir, written: pathlib.Path | None) -> str:
   """The error of an evaluation that scored no task: each task, why, where it was looked for."""
   listed = [f"{name}: {why}" for name, why in list(missing.items())[:_LISTED_MISSING]]
@@ -304,13 +337,46 @@ def _nothing_scored(suite: suites_lib.Suite, missing: Mapping[str, str], local_d
       "LOCAL_DATA_DIR = None")
   if tfds_data_dir:
     where += f", tfds_data_dir = '{tfds_data_dir}'"
-  msg = (f"nothing scored: every task of suite {suite.name} is missing ({where}): "
+  name = suite if isinstance(suite, str) else suite.name
+  msg = (f"nothing scored: every task of suite {name} is missing ({where}): "
          + "; ".join(listed) + ".")
   if written is not None:
     kept = written.name != RESULTS_FILE
     msg += (f" The missing list is in {written}" +
             (f"; {RESULTS_FILE} beside it, which has scores, is kept." if kept else "."))
   return msg
+
+
+def _lm_eval_data_dir(output_dir) -> pathlib.Path | None:
+  """Where an lm_eval: suite writes the local files it converts (None: a temporary folder)."""
+  if output_dir is None:
+    return None
+  return pathlib.Path(output_dir) / lm_eval_suite.OUTPUT_DIR / "data"
+
+
+def evaluate_lm_eval(model: Any, params: Any, vocabulary: Any, plan: "lm_eval_suite.Plan",
+                     output_dir: str | pathlib.Path | None = None, *,
+                     scorer: rc.ModelScorer | None = None,
+                     scoring_config: rc.ScoringConfig | None = None,
+                     max_examples: int | None = None,
+                     checkpoint: Mapping[str, Any] | None = None,
+                     continuation: continuation_lib.Windows | None = None) -> dict:
+  """An lm_eval: suite prepared by lm_eval_suite.prepare, written as our suites' results.json."""
+  if scorer is None:
+    scorer = rc.ModelScorer(model, params, vocabulary, scoring_config or rc.ScoringConfig())
+  results = lm_eval_suite.evaluate(model, params, vocabulary, plan, output_dir, scorer=scorer,
+                                   max_examples=max_examples, checkpoint=checkpoint,
+                                   harness=harness_version())
+  book = results.pop("_records")
+  if continuation is not None:
+    results["continuation_loss"] = continuation_lib.continuation_loss(scorer, continuation)
+  written = write_results(results, output_dir) if output_dir is not None else None
+  if output_dir is not None:
+    book.write(output_dir)
+  if not results["tasks"]:
+    raise EvalConfigError(_nothing_scored(plan.suite, results["missing"], plan.local_data_dir,
+                                          plan.tfds_data_dir, written))
+  return results
 
 
 def _has_scores(path: pathlib.Path) -> bool:
@@ -360,15 +426,21 @@ def evaluate_checkpoint(model: Any = gin.REQUIRED, vocabulary: Any = gin.REQUIRE
                         tfds_data_dir: str | None = None, download: bool = False,
                         prompt_source: str = "promptsource", continuation_loss: bool = False,
                         corpus: str | None = None,
-                        continuation_config: continuation_lib.ContinuationConfig | None = None
-                        ) -> dict:
+                        continuation_config: continuation_lib.ContinuationConfig | None = None,
+                        num_fewshot: int = 0, fewshot_seed: int = DEFAULT_FEWSHOT_SEED) -> dict:
   """The gin-configured evaluation: checks suite, prompts and folders first, restores, evaluates.
 
   tfds_data_dir defaults to the command line's --tfds_data_dir (t5x's flag). prompt_source:
   'promptsource' (T0's 116 prompts for t0_eval, as the paper) or 'builtin' (this project's own).
   """
   tfds_data_dir = tfds_data_dir or gin_utils.tfds_data_dir()
+  if lm_eval_suite.is_lm_eval_suite(suite):
+    return _evaluate_checkpoint_lm_eval(
+        model, vocabulary, checkpoint_path, suite, output_dir, local_data_dir, scoring_config,
+        max_examples, tfds_data_dir, continuation_loss, corpus, continuation_config, num_fewshot,
+        fewshot_seed)
   # Everything cheap to check fails before the restore.
+  fewshot.check_k(num_fewshot)
   suite_spec = suites_lib.get_suite(suite)
   templates = get_templates(prompt_source, suite_spec)
   check_templates(suite_spec, templates)
@@ -384,7 +456,28 @@ def evaluate_checkpoint(model: Any = gin.REQUIRED, vocabulary: Any = gin.REQUIRE
                   download=download, checkpoint={"path": str(checkpoint_path),
                                                  "step_dir": str(step_dir),
                                                  "step": int(step_dir.name)},
-                  continuation=windows)
+                  continuation=windows, num_fewshot=num_fewshot, fewshot_seed=fewshot_seed)
+
+
+def _evaluate_checkpoint_lm_eval(model, vocabulary, checkpoint_path, suite, output_dir,
+                                 local_data_dir, scoring_config, max_examples, tfds_data_dir,
+                                 continuation_loss, corpus, continuation_config, num_fewshot,
+                                 fewshot_seed) -> dict:
+  """evaluate_checkpoint for 'lm_eval:...': lm-eval, tasks, data and few-shot checked first."""
+  check_dirs(output_dir, local_data_dir)
+  plan = lm_eval_suite.prepare(suite, local_data_dir, tfds_data_dir=tfds_data_dir,
+                               num_fewshot=num_fewshot, fewshot_seed=fewshot_seed,
+                               data_dir=_lm_eval_data_dir(output_dir))
+  windows = continuation_lib.run_windows(
+      corpus, vocabulary, continuation_config, scoring_config or rc.ScoringConfig()
+  ) if continuation_loss else None
+  step_dir = checkpoints.resolve_step_dir(checkpoint_path)
+  params = restore_for_eval(model, step_dir)
+  return evaluate_lm_eval(model, params, vocabulary, plan, output_dir,
+                          scoring_config=scoring_config, max_examples=max_examples,
+                          checkpoint={"path": str(checkpoint_path), "step_dir": str(step_dir),
+                                      "step": int(step_dir.name)},
+                          continuation=windows)
 
 
 def check_prompts(suite: str) -> None:
@@ -397,6 +490,10 @@ def check_prompts(suite: str) -> None:
     source = gin.query_parameter("eval.zero_shot.evaluate_checkpoint.prompt_source")
   except ValueError:  # not bound: evaluate_checkpoint's default
     source = inspect.signature(evaluate_checkpoint).parameters["prompt_source"].default
+  if lm_eval_suite.is_lm_eval_suite(suite):  # lm-eval installed, its task names and types
+    lm_eval_suite.require_lm_eval(suite)
+    lm_eval_suite.task_configs(lm_eval_suite.task_names(suite), suite)
+    return
   spec = suites_lib.get_suite(suite)
   if isinstance(source, str):  # a macro or reference is resolved only when the stage runs
     check_templates(spec, get_templates(source, spec))
@@ -412,6 +509,7 @@ _DEFAULT_BINDINGS = (
     "LOCAL_DATA_DIR = None",
     "CONTINUATION_LOSS = False",
     "CORPUS = None",
+    "NUM_FEWSHOT = 0",
     "DROPOUT_RATE = 0.0",
     "TINY_FEATURE_LENGTHS = None",
     "eval.zero_shot.evaluate_checkpoint.model = %MODEL",
@@ -422,6 +520,7 @@ _DEFAULT_BINDINGS = (
     "eval.zero_shot.evaluate_checkpoint.local_data_dir = %LOCAL_DATA_DIR",
     "eval.zero_shot.evaluate_checkpoint.continuation_loss = %CONTINUATION_LOSS",
     "eval.zero_shot.evaluate_checkpoint.corpus = %CORPUS",
+    "eval.zero_shot.evaluate_checkpoint.num_fewshot = %NUM_FEWSHOT",
 )
 
 
@@ -456,7 +555,8 @@ def main(argv: Sequence[str]) -> int:
     raise EvalConfigError(str(e)) from e
   print(json.dumps({"suite": results["suite"], "aggregate": results["aggregate"],
                     "missing": sorted(results["missing"]),
-                    "medians": {k: round(v["median"], 4) for k, v in results["tasks"].items()},
+                    "medians": {k: None if v["median"] is None else round(v["median"], 4)
+                                for k, v in results["tasks"].items()},
                    **({"continuation_nats_per_token": results["continuation_loss"]["nats_per_token"]}
                       if "continuation_loss" in results else {})},
                    indent=1))

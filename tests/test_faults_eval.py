@@ -162,6 +162,9 @@ def test_results_record_checkpoint_harness_and_protocol(model_dir, tmp_path):
                                  r"has: embedded_next_line, embedded_cloze"),
     ("eai_eval:headqa", "{tmp}/nothing", [],
      r"CHECKPOINT_PATH: .*nothing"),
+    # lm-eval's task names are checked before the checkpoint (absent here) is looked at.
+    ("lm_eval:arc_eazy", "{tmp}/nothing", [],
+     r"EVAL_SUITE = 'lm_eval:arc_eazy'.*(close: .*arc_easy|\[lm_eval\])"),
     ("eai_eval:headqa", "{model}", ["--gin.arch.config.TransformerConfig.emb_dim=64"],
      r"CHECKPOINT_PATH: .*(does not fit|differ|mismatch)"),
     ("eai_eval:headqa", "{model}", ["--gin.LOCAL_DATA_DIR='{data}'"],
