@@ -284,8 +284,10 @@ def evaluate(model: Any, params: Any, vocabulary: Any, suite: str | suites_lib.S
   }
   if continuation is not None:
     results["continuation_loss"] = continuation_lib.continuation_loss(scorer, continuation)
-  written = write_results(results, output_dir) if output_dir is not None else None
-  if output_dir is not None:
+  # Several hosts hold the same gathered results: process 0 alone writes them.
+  writes = output_dir is not None and jax.process_index() == 0
+  written = write_results(results, output_dir) if writes else None
+  if writes:
     book.write(output_dir)  # per-example outcomes beside results.json (eval/records.py)
   if not tasks:
     raise EvalConfigError(_nothing_scored(suite, missing, local_data_dir, tfds_data_dir, written))

@@ -308,6 +308,7 @@ def _loop(step_fn, builder, state, batches, first_batch, checkpointer, writer, m
   kill_at = int(kill_spec[0])
   kill_signal = getattr(signal, kill_spec[1] if len(kill_spec) > 1 else "SIGKILL")
   num_devices = jax.device_count()
+  vote = distributed.StopVote()
   bar = _progress_bar(start_step, train_steps)
   pending = None  # (step number, metrics) of the step whose finiteness is not yet checked
   last_metrics: dict = {}
@@ -355,7 +356,8 @@ def _loop(step_fn, builder, state, batches, first_batch, checkpointer, writer, m
       writer.write(step, values)
       logging.info("%s", validation.log_line(step, values))
       period_start += time.perf_counter() - eval_start  # s/step counts training only
-    preempted = signals.signum is not None
+    stop = vote.agreed(signals.signum)  # every process: the same answer at the same step
+    preempted = stop != 0
     if step % checkpoint_period == 0 or step == train_steps or preempted:
       check(*pending)
       batches.save_state(step, keep_steps=checkpointer.all_steps() + [step])
@@ -367,9 +369,9 @@ def _loop(step_fn, builder, state, batches, first_batch, checkpointer, writer, m
       os.kill(os.getpid(), kill_signal)
     if preempted:
       checkpointer.wait()
-      raise Preempted(signals.signum, f"{_SIGNAL_NAMES[signals.signum]}: saved step {step} in "
-                                      f"{checkpointer.directory}; the same command resumes "
-                                      f"from it.")
+      where = "" if signals.signum == stop else " (received by another process)"
+      raise Preempted(stop, f"{_SIGNAL_NAMES[stop]}{where}: saved step {step} in "
+                            f"{checkpointer.directory}; the same command resumes from it.")
   if pending is not None:
     check(*pending)
   if bar is not None:
@@ -423,9 +425,9 @@ def run(gin_files: Sequence[str], gin_bindings: Sequence[str] = (),
 
   log_config=False logs where the resolved config is written instead of the whole config.
   """
-  distributed.maybe_initialize()
   import_configurables()
   parse_and_check(gin_files, gin_bindings)
+  distributed.maybe_initialize()  # after parsing: experiments.distributed.initialize.* may be bound
   return train(log_config=log_config)
 
 
@@ -450,9 +452,9 @@ def main(argv: Sequence[str]) -> int:
   files, bindings, rest = gin_utils.parse_gin_flags(argv)
   if rest:
     raise run_config.ConfigError(gin_utils.unknown_flag_message(rest))
-  distributed.maybe_initialize()
   import_configurables()  # gin files name these configurables: register them before parsing
   parse_and_check(files, bindings)
+  distributed.maybe_initialize()  # after parsing: experiments.distributed.initialize.* may be bound
   try:
     summary = train()
   except Exception as raised:  # pylint: disable=broad-except
