@@ -15,9 +15,12 @@ Open MPI, Kubernetes, Cloud TPU), which also finds a SLURM job's coordinator. A 
 (no count above 1, no coordinator, a TPU slice of one host) initializes nothing.
 
 Wrong counts are ConfigErrors before any training: a process id outside the count, sources that
-disagree (gin says 2, SLURM_NTASKS says 4), processes that never connect within
-`initialization_timeout`, or devices that do not come from `num_processes` processes holding the
-same number each (the mesh spans them all).
+disagree (gin says 2, SLURM_NTASKS says 4), a count above 1 without a coordinator or an id, or
+devices that do not come from `num_processes` processes holding the same number each (the mesh
+spans them all). Processes that never connect (a count larger than the processes launched) are
+JAX's to report: its client aborts the process after `initialization_timeout` seconds with
+DEADLINE_EXCEEDED (RegisterTask), a native abort Python cannot catch, so the line logged just
+before names the settings and where each came from.
 """
 
 from __future__ import annotations
@@ -135,6 +138,9 @@ def maybe_initialize(coordinator_address: str | None = None, num_processes: int 
       _cluster_detected(os.environ) and (settings.num_processes or 0) > 1)
   if not settings.multi_process and not detected:
     return False
+  logging.info(  # a native abort may follow (see the module's docstring): say what was asked
+      "jax.distributed.initialize: %s; waiting up to %d s for every process to connect.",
+      _describe(settings), initialization_timeout)
   try:
     jax.distributed.initialize(
         coordinator_address=settings.coordinator_address, num_processes=settings.num_processes,
@@ -142,9 +148,7 @@ def maybe_initialize(coordinator_address: str | None = None, num_processes: int 
   except Exception as e:  # pylint: disable=broad-except  # grpc deadline, address in use, ...
     raise DistributedConfigError(
         f"jax.distributed.initialize did not complete ({_describe(settings)}): "
-        f"{' '.join(str(e).split())[:300]}. Are all {settings.num_processes or ''} processes "
-        f"started, with the same coordinator and distinct ids? ({_BINDING}."
-        f"initialization_timeout = {initialization_timeout} s)") from e
+        f"{' '.join(str(e).split())[:300]}.") from e
   _INITIALIZED = True
   check_devices(settings.num_processes)
   logging.info("jax.distributed: process %d of %d (%s), %d local / %d global devices.",
