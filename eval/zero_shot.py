@@ -49,6 +49,7 @@ from typing import Any, Mapping, Sequence
 import gin
 import jax
 
+from arch import layouts
 from eval import aggregation
 from eval import continuation as continuation_lib
 from eval import loaders
@@ -348,7 +349,7 @@ def restore_for_eval(model: Any, checkpoint_path: str | pathlib.Path, batch_size
   shapes = model.input_shapes(batch_size, lengths)
   abstract = jax.eval_shape(lambda: model.get_initial_variables(jax.random.PRNGKey(0),
                                                                 shapes))["params"]
-  return checkpoints.restore_params(checkpoint_path, abstract)
+  return checkpoints.restore_params(checkpoint_path, abstract, convert=layouts.plan)
 
 
 @gin.configurable(module="eval.zero_shot")

@@ -15,6 +15,7 @@ import gin
 import jax
 import numpy as np
 
+from arch import layouts
 from experiments.runtime import checkpoints as ckpt_lib
 from experiments.runtime import errors
 from experiments import data as data_lib
@@ -289,7 +290,8 @@ def _initial_state(builder, checkpointer, initial_checkpoint_path, seed, train_s
       raise run_config.ConfigError(
           f"TRAIN_STEPS = {train_steps} is absolute and must exceed the step of "
           f"INITIAL_CHECKPOINT_PATH ({start}); e.g. {start} + the steps to train.")
-    params = ckpt_lib.restore_params(step_dir, builder.abstract_state.params, description)
+    params = ckpt_lib.restore_params(step_dir, builder.abstract_state.params, description,
+                                     convert=layouts.plan)  # scanned <-> unrolled layers
     opt_state = None
     if restore_optimizer_state:
       opt_state = ckpt_lib.restore_train_state(step_dir, abstract_train_state)["opt_state"]
