@@ -26,7 +26,11 @@ TRAIN_STEPS = 6
 SIGTERM_AFTER_STEP = 2  # process 1 only; the vote is read one step later, so both save step 4
 EVAL_BINDINGS = ["EVAL_SUITE = 'embedded:word_order'", "arch.config.TransformerConfig.dtype = "
                  "'float32'", "eval.zero_shot.evaluate_checkpoint.embedded_examples = 24",
-                 "eval.zero_shot.evaluate_checkpoint.prompt_source = 'builtin'"]
+                 "eval.zero_shot.evaluate_checkpoint.prompt_source = 'builtin'",
+                 # small batches: several to share between the hosts
+                 "eval.zero_shot.evaluate_checkpoint.scoring_config = "
+                 "@eval.rank_classification.ScoringConfig()",
+                 "eval.rank_classification.ScoringConfig.batch_tokens = 256"]
 
 _COMMON = r'''
 import json, os, pathlib, sys
@@ -132,14 +136,21 @@ from experiments.runtime import gin_utils
 loop.parse_and_check(*stack("A"))
 model = models.get_model()
 restored = {}
-for label, shape, strategy in [("tp", (2, 4), "tensor_parallel"), ("fsdp", (4, 2), "fsdp")]:
+from arch import layouts, stack as stack_lib
+scanned = models.get_model(config=model.config.replace(scan_layers=True))
+for label, shape, strategy, net in [("tp", (2, 4), "tensor_parallel", model),
+                                    ("fsdp", (4, 2), "fsdp", model),
+                                    ("scanned", (4, 2), "fsdp", scanned)]:
   part = partitioning.Partitioner(shape, strategy)
-  builder = trainer.StepBuilder(model, optimizers.adafactor(optimizers.constant_schedule(0.01)), part,
-                                model.input_shapes(8, {"targets": 32}), 1)
-  params = ckpt_lib.restore_params(out / "A", builder.abstract_state.params)
-  specs = {str(s.spec) for s in jax.tree_util.tree_leaves(builder.params_shardings)}
-  restored[label] = dict(specs=sorted(specs), leaves=[np.asarray(x) for x in jax.tree_util.tree_leaves(params)],
-                         sharded=[str(x.sharding.spec) for x in jax.tree_util.tree_leaves(params)])
+  builder = trainer.StepBuilder(net, optimizers.adafactor(optimizers.constant_schedule(0.01)),
+                                part, net.input_shapes(8, {"targets": 32}), 1)
+  params = ckpt_lib.restore_params(out / "A", builder.abstract_state.params,
+                                   convert=layouts.plan)
+  sharded = [str(x.sharding.spec) for x in jax.tree_util.tree_leaves(params)]
+  if net is scanned:  # compared in the saved (unrolled) layout
+    params = stack_lib.scanned_to_unrolled(params)
+  restored[label] = dict(leaves=[np.asarray(x) for x in jax.tree_util.tree_leaves(params)],
+                         sharded=sharded)
 np.savez(out / "restored.npz", **{f"{label}_{i}": x for label, r in restored.items()
                                    for i, x in enumerate(r["leaves"])})
 tasks, own_batches = evaluate("eval1")
@@ -237,11 +248,12 @@ def test_checkpoint_restores_onto_other_meshes(launched):
   out, _, one = launched
   saved = _leaves(np.load(out / "host0.npz"), f"A{TRAIN_STEPS}")
   restored = np.load(out / "restored.npz")
-  for label in ("tp", "fsdp"):
+  for label in ("tp", "fsdp", "scanned"):
     for x, y in zip(_leaves(restored, label), saved):
       np.testing.assert_array_equal(x, y)
   assert any("model" in s for s in one["specs"]["tp"])
   assert any("data" in s for s in one["specs"]["fsdp"])
+  assert any(s.startswith("P(None, ") and "data" in s for s in one["specs"]["scanned"])
 
 
 @pytest.mark.slow
