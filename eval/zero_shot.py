@@ -23,6 +23,10 @@ for; its results never replace a results.json that has scores (they go beside it
 time>.json). The command line exits 2 with one `error:` line for bad input (suite, task, paths,
 checkpoint, templates, a malformed data row).
 
+On several hosts (jax.distributed, experiments/runtime/distributed.py) every host builds the same
+batches and scores every n-th of them; one gather per scoring kind gives every host all scores, bit
+for bit those of one host; process 0 alone writes the files.
+
 Every model sees the same examples, options and prompts: data sets are read in their fixed order,
 embedded families are generated from fixed seeds, and nothing depends on the model or objective.
 """
@@ -60,6 +64,7 @@ from eval import suites as suites_lib
 from eval import templates as templates_lib
 from eval.loaders import embedded
 from experiments.runtime import checkpoints
+from experiments.runtime import distributed
 from experiments.runtime import errors
 from experiments.runtime import gin_utils
 from experiments.runtime.errors import ConfigError
@@ -435,6 +440,7 @@ def parse(gin_files: Sequence[str], gin_bindings: Sequence[str]) -> None:
 def run(gin_files: Sequence[str], gin_bindings: Sequence[str] = ()) -> dict:
   """Parses gin afresh (defaults, files, bindings) and evaluates; returns the results dict."""
   parse(gin_files, gin_bindings)
+  distributed.maybe_initialize()  # several hosts: each scores its share (rank_classification)
   try:
     return evaluate_checkpoint()
   except Exception as proxy:  # pylint: disable=broad-except
