@@ -7,7 +7,14 @@ none) into one all-reduce (max) over every device; the result is read one step l
 loop already waits for that step's finiteness check, so the vote adds no wait. Every process reads
 the same result at the same step, and all save that step and stop with the same exit code.
 
-With one process the vote is the local signal at once (nothing to agree on).
+With one process the vote is the local signal at once (nothing to agree on). Before the first
+step a signal on one of several processes does not stop it alone (experiments/loop.py `_Signals`):
+the first steps' vote stops all of them.
+
+Why not JAX's preemption sync manager (multihost_utils.reached_preemption_sync_point, what orbax's
+`reached_preemption` asks): it learns of SIGTERM through a native handler that the harness's own
+Python handler (needed for Ctrl-C and for stopping before the first step) replaces, and a notice
+reaches it only through the coordination service; the vote needs neither and is tested on CPU.
 """
 
 from __future__ import annotations

@@ -77,9 +77,12 @@ class _Signals:
   signal does that, to stop at once (the last complete checkpoint stays).
   """
 
-  def __init__(self):
+  def __init__(self, defer: bool = False):
     self.signum: int | None = None
     self._previous: dict[int, Any] = {}
+    # Several processes: one stopping alone before the first step would leave the others waiting
+    # in its collectives, so a first signal waits for the first steps' vote (all save, then stop).
+    self._defer = defer
 
   def __enter__(self):
     try:
@@ -98,7 +101,7 @@ class _Signals:
 
   def check(self) -> None:
     """Before the first step: stops the run if a signal came (nothing is saved yet)."""
-    if self.signum is not None:
+    if self.signum is not None and not self._defer:
       raise Preempted(self.signum, f"{_SIGNAL_NAMES[self.signum]} before the first step: stopped "
                                    f"with nothing saved; the same command starts again.")
 
@@ -185,7 +188,7 @@ def train(
   eval/ metrics (experiments/validation.py).
   """
   distributed.maybe_initialize()
-  with _Signals() as signals:
+  with _Signals(defer=jax.process_count() > 1) as signals:
     cfg = run_config.check_and_prepare(
         model=model, model_dir=model_dir, task_name=mixture_or_task_name,
         task_feature_lengths=task_feature_lengths, train_steps=train_steps,

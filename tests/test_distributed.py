@@ -63,3 +63,14 @@ def test_devices_must_come_from_the_process_count_evenly():
     distributed.check_devices(4, [_Device(0), _Device(0), _Device(1), _Device(1)])
   with pytest.raises(distributed.DistributedConfigError, match="process 0: 2, process 1: 1"):
     distributed.check_devices(2, [_Device(0), _Device(0), _Device(1)])
+
+
+def test_a_signal_before_the_first_step_waits_for_the_vote_on_several_processes():
+  import signal
+  from experiments import loop
+  alone, several = loop._Signals(), loop._Signals(defer=True)  # pylint: disable=protected-access
+  alone.signum = several.signum = signal.SIGTERM
+  with pytest.raises(loop.Preempted):
+    alone.check()
+  several.check()  # no stop: all processes stop together after the first steps' vote
+  assert distributed.StopVote().agreed(signal.SIGTERM) == signal.SIGTERM  # one process: at once
