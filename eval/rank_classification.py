@@ -170,9 +170,12 @@ class ModelScorer:
     out = np.zeros(len(unique), np.float64)
     build = self._ed_batches if self.is_encoder_decoder else self._decoder_batches
     batches = list(build(items))
+    hosts, host = jax.process_count(), jax.process_index()
     show = self.config.progress if self.config.progress is not None else sys.stderr.isatty()
-    for batch, spans in tqdm.tqdm(batches, desc="scoring", unit="batch", disable=not show,
-                                  leave=False):
+    # Several hosts: each scores every hosts-th batch (all build the same list) and one gather
+    # puts the scores together, so the result is the one host's, bit for bit.
+    for batch, spans in tqdm.tqdm(batches[host::hosts], desc="scoring", unit="batch",
+                                  disable=not show or host != 0, leave=False):
       self.shapes_compiled.add(tuple(sorted((k, v.shape) for k, v in batch.items())))
       start = time.perf_counter()
       per_token_BxL = np.asarray(jax.device_get(fn(self.params, batch)))
@@ -184,6 +187,8 @@ class ModelScorer:
       self.stats["scored_tokens"] += int(np.count_nonzero(batch["decoder_loss_weights"]))
       for index, row, start, end in spans:
         out[index] = reduce(per_token_BxL[row, start:end], targets_BxL[row, start:end])
+    if hosts > 1:
+      out = _gather_scores(out, batches, hosts)
     return out[[where[p] for p in pairs]]
 
   def _rows_per_batch(self, length: int) -> int:
@@ -293,6 +298,22 @@ class ModelScorer:
               pos += n
             d += 1
         yield feats, spans
+
+
+def _gather_scores(out: np.ndarray, batches: list, hosts: int) -> np.ndarray:
+  """Every host's scores of its own batches (batch b is host b % hosts's), on every host.
+
+  The float64 scores travel as raw bits (JAX's arrays are 32-bit without x64), so each host ends
+  with exactly the numbers the scoring host computed.
+  """
+  from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
+  owner = np.zeros(len(out), np.int64)
+  for b, (_, spans) in enumerate(batches):
+    for index, _, _, _ in spans:
+      owner[index] = b % hosts
+  bits_HxN = np.asarray(multihost_utils.process_allgather(out.view(np.uint32)))
+  every_HxN = bits_HxN.reshape(hosts, -1).view(np.float64)
+  return every_HxN[owner, np.arange(len(out))]
 
 
 def _per_row_greedy(model: Any) -> Callable:

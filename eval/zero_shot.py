@@ -26,6 +26,9 @@ checkpoint, templates, a malformed data row).
 EVAL_SUITE = 'lm_eval:task,...' runs lm-evaluation-harness's own tasks through the same scorer
 (eval/lm_eval_suite.py; the [lm_eval] extra). NUM_FEWSHOT = k (default 0) puts k demonstrations
 before every prompt (eval/fewshot.py), recorded in results.json's protocol.
+On several hosts (jax.distributed, experiments/runtime/distributed.py) every host builds the same
+batches and scores every n-th of them; one gather per scoring kind gives every host all scores, bit
+for bit those of one host; process 0 alone writes the files.
 
 Every model sees the same examples, options and prompts: data sets are read in their fixed order,
 embedded families are generated from fixed seeds, and nothing depends on the model or objective.
@@ -53,6 +56,7 @@ from typing import Any, Mapping, Sequence
 import gin
 import jax
 
+from arch import layouts
 from eval import aggregation
 from eval import continuation as continuation_lib
 from eval import fewshot
@@ -66,6 +70,7 @@ from eval import templates as templates_lib
 from eval.loaders import embedded
 from experiments.runtime import accelerators
 from experiments.runtime import checkpoints
+from experiments.runtime import distributed
 from experiments.runtime import errors
 from experiments.runtime import gin_utils
 from experiments.runtime.errors import ConfigError
@@ -318,8 +323,10 @@ def evaluate(model: Any, params: Any, vocabulary: Any, suite: str | suites_lib.S
   }
   if continuation is not None:
     results["continuation_loss"] = continuation_lib.continuation_loss(scorer, continuation)
-  written = write_results(results, output_dir) if output_dir is not None else None
-  if output_dir is not None:
+  # Several hosts hold the same gathered results: process 0 alone writes them.
+  writes = output_dir is not None and jax.process_index() == 0
+  written = write_results(results, output_dir) if writes else None
+  if writes:
     book.write(output_dir)  # per-example outcomes beside results.json (eval/records.py)
   if not tasks:
     raise EvalConfigError(_nothing_scored(suite, missing, local_data_dir, tfds_data_dir, written))
@@ -413,7 +420,7 @@ def restore_for_eval(model: Any, checkpoint_path: str | pathlib.Path, batch_size
   shapes = model.input_shapes(batch_size, lengths)
   abstract = jax.eval_shape(lambda: model.get_initial_variables(jax.random.PRNGKey(0),
                                                                 shapes))["params"]
-  return checkpoints.restore_params(checkpoint_path, abstract)
+  return checkpoints.restore_params(checkpoint_path, abstract, convert=layouts.plan)
 
 
 @gin.configurable(module="eval.zero_shot")
@@ -532,7 +539,8 @@ def parse(gin_files: Sequence[str], gin_bindings: Sequence[str]) -> None:
 def run(gin_files: Sequence[str], gin_bindings: Sequence[str] = ()) -> dict:
   """Parses gin afresh (defaults, files, bindings) and evaluates; returns the results dict."""
   parse(gin_files, gin_bindings)
-  accelerators.start_up()  # TF off the GPUs; warns (or fails) when JAX runs on the CPU
+  distributed.maybe_initialize()  # several hosts: each scores its share (rank_classification)
+  accelerators.start_up()  # after jax.distributed: TF off the GPUs, JAX not silently on the CPU
   try:
     return evaluate_checkpoint()
   except Exception as proxy:  # pylint: disable=broad-except

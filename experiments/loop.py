@@ -15,6 +15,7 @@ import gin
 import jax
 
 from experiments.runtime import accelerators
+from arch import layouts
 from experiments.runtime import checkpoints as ckpt_lib
 from experiments.runtime import errors
 from experiments import data as data_lib
@@ -77,9 +78,12 @@ class _Signals:
   signal does that, to stop at once (the last complete checkpoint stays).
   """
 
-  def __init__(self):
+  def __init__(self, defer: bool = False):
     self.signum: int | None = None
     self._previous: dict[int, Any] = {}
+    # Several processes: one stopping alone before the first step would leave the others waiting
+    # in its collectives, so a first signal waits for the first steps' vote (all save, then stop).
+    self._defer = defer
 
   def __enter__(self):
     try:
@@ -98,7 +102,7 @@ class _Signals:
 
   def check(self) -> None:
     """Before the first step: stops the run if a signal came (nothing is saved yet)."""
-    if self.signum is not None:
+    if self.signum is not None and not self._defer:
       raise Preempted(self.signum, f"{_SIGNAL_NAMES[self.signum]} before the first step: stopped "
                                    f"with nothing saved; the same command starts again.")
 
@@ -188,7 +192,7 @@ def train(
   """
   distributed.maybe_initialize()
   accelerators.start_up()  # after jax.distributed: TF off the GPUs, JAX not silently on the CPU
-  with _Signals() as signals:
+  with _Signals(defer=jax.process_count() > 1) as signals:
     cfg = run_config.check_and_prepare(
         model=model, model_dir=model_dir, task_name=mixture_or_task_name,
         task_feature_lengths=task_feature_lengths, train_steps=train_steps,
@@ -300,7 +304,8 @@ def _initial_state(builder, checkpointer, initial_checkpoint_path, seed, train_s
       raise run_config.ConfigError(
           f"TRAIN_STEPS = {train_steps} is absolute and must exceed the step of "
           f"INITIAL_CHECKPOINT_PATH ({start}); e.g. {start} + the steps to train.")
-    params = ckpt_lib.restore_params(step_dir, builder.abstract_state.params, description)
+    params = ckpt_lib.restore_params(step_dir, builder.abstract_state.params, description,
+                                     convert=layouts.plan)  # scanned <-> unrolled layers
     opt_state = None
     if restore_optimizer_state:
       opt_state = ckpt_lib.restore_train_state(step_dir, abstract_train_state)["opt_state"]
@@ -324,6 +329,7 @@ def _loop(step_fn, builder, state, batches, first_batch, checkpointer, writer, m
   kill_at = int(kill_spec[0])
   kill_signal = getattr(signal, kill_spec[1] if len(kill_spec) > 1 else "SIGKILL")
   num_devices = jax.device_count()
+  vote = distributed.StopVote()
   bar = _progress_bar(start_step, train_steps)
   pending = None  # (step number, metrics) of the step whose finiteness is not yet checked
   last_metrics: dict = {}
@@ -379,7 +385,8 @@ def _loop(step_fn, builder, state, batches, first_batch, checkpointer, writer, m
       writer.write(step, values)
       logging.info("%s", validation.log_line(step, values))
       period_start += time.perf_counter() - eval_start  # s/step counts training only
-    preempted = signals.signum is not None
+    stop = vote.agreed(signals.signum)  # every process: the same answer at the same step
+    preempted = stop != 0
     if step % checkpoint_period == 0 or step == train_steps or preempted:
       check(*pending)
       batches.save_state(step, keep_steps=checkpointer.all_steps() + [step])
@@ -391,9 +398,9 @@ def _loop(step_fn, builder, state, batches, first_batch, checkpointer, writer, m
       os.kill(os.getpid(), kill_signal)
     if preempted:
       checkpointer.wait()
-      raise Preempted(signals.signum, f"{_SIGNAL_NAMES[signals.signum]}: saved step {step} in "
-                                      f"{checkpointer.directory}; the same command resumes "
-                                      f"from it.")
+      where = "" if signals.signum == stop else " (received by another process)"
+      raise Preempted(stop, f"{_SIGNAL_NAMES[stop]}{where}: saved step {step} in "
+                            f"{checkpointer.directory}; the same command resumes from it.")
   if pending is not None:
     check(*pending)
   if bar is not None:
@@ -459,9 +466,9 @@ def run(gin_files: Sequence[str], gin_bindings: Sequence[str] = (),
 
   log_config=False logs where the resolved config is written instead of the whole config.
   """
-  distributed.maybe_initialize()
   import_configurables()
   parse_and_check(gin_files, gin_bindings)
+  distributed.maybe_initialize()  # after parsing: experiments.distributed.initialize.* may be bound
   return train(log_config=log_config)
 
 
@@ -486,9 +493,9 @@ def main(argv: Sequence[str]) -> int:
   files, bindings, rest = gin_utils.parse_gin_flags(argv)
   if rest:
     raise run_config.ConfigError(gin_utils.unknown_flag_message(rest))
-  distributed.maybe_initialize()
   import_configurables()  # gin files name these configurables: register them before parsing
   parse_and_check(files, bindings)
+  distributed.maybe_initialize()  # after parsing: experiments.distributed.initialize.* may be bound
   try:
     summary = train()
   except Exception as raised:  # pylint: disable=broad-except

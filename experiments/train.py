@@ -13,7 +13,8 @@ optimizer state, step, RNG, data position); otherwise starts from INITIAL_CHECKP
 experiments.train.train.restore_optimizer_state=False for a fresh optimizer state) or from
 scratch. Exits 1, keeping the
 last good checkpoint, when the loss or the gradients stop being finite; 2 on a bad configuration;
-143 after saving on SIGTERM.
+143 after saving on SIGTERM (on several hosts a SIGTERM to any one makes all save the same step
+and exit 143; experiments/distributed.py).
 """
 
 from __future__ import annotations

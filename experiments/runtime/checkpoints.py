@@ -22,7 +22,7 @@ import os
 import pathlib
 import re
 import sys
-from typing import Any
+from typing import Any, Callable
 
 import jax
 import numpy as np
@@ -229,21 +229,34 @@ def _with_sharding(abstract: Any) -> Any:
 
 
 def restore_params(checkpoint_path: str | pathlib.Path, abstract_params: Any,
-                   description: str | None = None) -> Any:
+                   description: str | None = None, convert: Callable | None = None) -> Any:
   """Parameters of the latest (or the given) step, shaped and sharded like `abstract_params`.
 
   `description` (e.g. the model's name and sizes) is added to the error when the shapes differ.
+  `convert(saved tree, abstract_params)` (arch/layouts.py `plan`, which this package below arch
+  cannot import) may map another layer layout: it returns None (no conversion), the tree to read
+  in the checkpoint's layout with the function turning it into the model's, or raises
+  CheckpointError saying what differs.
   """
   step_dir = resolve_step_dir(checkpoint_path)
   try:
-    check_compatible(step_dir, abstract_params, description)
-    restored = ocp.StandardCheckpointer().restore(step_dir / "params",
-                                                  _with_sharding(abstract_params))
+    target, to_model = abstract_params, None
+    if convert is not None:
+      try:
+        planned = convert(_saved_tree(step_dir / "params"), abstract_params)
+      except CheckpointError as e:
+        raise CheckpointError(f"Checkpoint {step_dir} has another layer layout: {e}") from None
+      if planned is not None:
+        target, to_model = planned
+        logging.info("Converting the layer layout of %s while restoring.", step_dir)
+    check_compatible(step_dir, target, description)
+    restored = ocp.StandardCheckpointer().restore(step_dir / "params", _with_sharding(target))
   except CheckpointError:
     raise
   except Exception as e:  # pylint: disable=broad-except
     raise CheckpointError(f"Checkpoint {step_dir} is damaged: {damage(e, step_dir)}.") from e
-  return _restructure(restored, abstract_params)
+  restored = _restructure(restored, target)
+  return restored if to_model is None else _restructure(to_model(restored), abstract_params)
 
 
 FRESH_OPTIMIZER_BINDING = "experiments.train.train.restore_optimizer_state = False"
