@@ -53,11 +53,15 @@ def _full_network_logits(model, params, prompts_BxP, forced_BxN):
   return np.stack([logits[b, p:p + n] for b, p in enumerate(lengths)])
 
 
-@pytest.mark.parametrize("scheme", ["relative", "rotary", "alibi"])
+# The paper's relative bias always; rotary and ALiBi in the slow pass (several compiles each).
+@pytest.mark.parametrize("scheme", ["relative", pytest.param("rotary", marks=pytest.mark.slow),
+                                    pytest.param("alibi", marks=pytest.mark.slow)])
 @pytest.mark.parametrize("name", ARCHS)
 def test_cached_steps_equal_full_recomputation(name, scheme):
-  """Every cached step's logits equal the full network's at that position (an off-by-one query or
-  key position changes the bias or rotation and fails), and greedy tokens agree one for one."""
+  """Every cached step's logits equal the full network's at that position, and greedy tokens agree
+  one for one. Generated tokens' positions off by one give logit errors of ~10 (relative, rotary)
+  against the 1e-3 tolerance; for ALiBi a shift shared by all of a causal query's keys cancels in
+  the softmax, so ND's bidirectional prompt block is what pins its key positions."""
   overrides = dict(position_scheme=scheme)
   if name == "non_causal_decoder" and scheme == "relative":
     overrides["prefix_bucketing"] = "bidirectional"  # the harder ND bucketing: both directions
