@@ -164,7 +164,7 @@ def _choose(logits_BxV, key, temperature: float, top_k: int):
 
 def _generate(step_fn, cache, first_logits_BxV, rng, *, max_new_tokens: int, eos_id: int,
               temperature: float, top_k: int, feed_slot0: int):
-  """The shared while_loop: token i comes from the logits of the token fed at slot feed_slot0+i-1."""
+  """The shared while_loop: token i comes from the logits of the token fed at feed_slot0 + i - 1."""
   batch = first_logits_BxV.shape[0]
   tok_B = _choose(first_logits_BxV, jax.random.fold_in(rng, 0), temperature, top_k)
   out_BxN = jnp.zeros((batch, max_new_tokens), jnp.int32).at[:, 0].set(tok_B)
@@ -279,7 +279,7 @@ def _unrolled(model, params):
   return stack.scanned_to_unrolled(params) if model.config.scan_layers else params
 
 
-# --- the model API ---------------------------------------------------------------------------------
+# --- the model API --------------------------------------------------------------------------------
 
 
 def check_prompts(inputs_BxP) -> np.ndarray:
@@ -329,7 +329,8 @@ def predict_batch(model, params, batch: Mapping[str, Any], rng: Optional[jax.Arr
 
   cache_length: decoder positions the cache holds; decoder-only needs 1 + P + max_new_tokens - 1
   (BOS, the padded prompt width P, the fed tokens), encoder-decoder max_new_tokens. Default: that.
-  A fixed value keeps one compiled program across prompt widths that fit it.
+  One program is compiled per (batch shape, cache_length, settings) and serves every step; callers
+  pad prompts to a few widths (eval/generate.py: powers of two) to keep compiles few.
   """
   if "inputs" not in batch:
     raise DecodeInputError(f"predict_batch needs batch['inputs'] (right-padded prompt ids); got "
@@ -357,7 +358,7 @@ def predict_batch(model, params, batch: Mapping[str, Any], rng: Optional[jax.Arr
 
 
 def _prompt_arrays(model, inputs_BxP, lengths_B) -> dict:
-  """ED: the right-padded inputs; decoder-only: [BOS, prompt] flush right, and the padding per row."""
+  """ED: the right-padded inputs; decoder-only: [BOS, prompt] flush right and each row's padding."""
   if model.arch.encoder_decoder:
     return {"inputs": jnp.asarray(inputs_BxP)}
   batch_size, width = inputs_BxP.shape
@@ -384,7 +385,7 @@ def forced_step_logits(model, params, batch: Mapping[str, Any], forced_BxN) -> j
               jnp.asarray(forced_BxN))
 
 
-# --- the reference: greedy decoding by full recomputation (no cache) -------------------------------
+# --- the reference: greedy decoding by full recomputation (no cache) ------------------------------
 
 
 def greedy_no_cache(model, params, batch: Mapping[str, Any], *, max_new_tokens: int,

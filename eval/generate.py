@@ -5,7 +5,8 @@ r"""Text generation from a checkpoint through the model API's cached `predict_ba
     --gin.CHECKPOINT_PATH="'runs/cd_flm'" --gin.PROMPTS="['ROMEO:', 'To be or not']" \
     [--gin.eval.generate.generate_checkpoint.max_new_tokens=64] \
     [--gin.eval.generate.generate_checkpoint.temperature=0.7] \
-    [--gin.eval.generate.generate_checkpoint.top_k=40] [--gin.eval.generate.generate_checkpoint.seed=1]
+    [--gin.eval.generate.generate_checkpoint.top_k=40] \
+    [--gin.eval.generate.generate_checkpoint.seed=1]
 
 prints a JSON list of {"prompt", "continuation"}. Python: `generate_texts(model, params, prompts,
 ...)` (lm-eval's generate_until goes through it) and `run(gin_files, gin_bindings)`.

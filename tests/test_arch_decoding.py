@@ -1,4 +1,5 @@
-"""Cached decoding (predict_batch): parity with full recomputation, positions, batching, sampling."""
+"""Cached decoding (predict_batch): parity with full recomputation, positions, batching, sampling.
+"""
 
 import jax
 import numpy as np
@@ -136,7 +137,8 @@ def test_scanned_layers_decode_as_unrolled():
 
 
 @pytest.mark.parametrize("batch, kwargs, match", [
-    ({"inputs": PROMPTS}, dict(max_new_tokens=8, cache_length=10), "cache_length = 10 is too short"),
+    ({"inputs": PROMPTS}, dict(max_new_tokens=8, cache_length=10),
+     "cache_length = 10 is too short"),
     ({"inputs": np.array([[3, 0, 4]])}, dict(max_new_tokens=4), "padding\\) inside its prompt"),
     ({"inputs": PROMPTS}, dict(max_new_tokens=0), "max_new_tokens = 0"),
     ({"inputs": PROMPTS}, dict(max_new_tokens=4, top_k=500), "top_k = 500"),
