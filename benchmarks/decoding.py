@@ -1,7 +1,7 @@
 """Greedy decoding speed: the model API's cached predict_batch against the no-cache loop.
 
   python -m benchmarks.decoding [--sizes=tiny,small] [--archs=causal_decoder,...]
-      [--new_tokens=256] [--prompt_length=32] [--batch_size=1] [--vocab_size=32128] [--repeats=2]
+      [--new_tokens=256] [--prompt_length=32] [--batch_size=1] [--vocab_size=32128] [--repeats=1]
 
 Prints one JSON object: the load average before and after, the device, and per (size,
 architecture) the seconds of a first call (compiles included) and the best of `repeats` compiled
@@ -39,17 +39,17 @@ _SIZES = {
 }
 
 
-def _timed(fn, repeats: int) -> tuple[float, float]:
-  """(seconds of the first call, best seconds of `repeats` more)."""
+def _timed(fn, repeats: int):
+  """(output, seconds of the first call, best seconds of `repeats` more)."""
   start = time.perf_counter()
-  jax.block_until_ready(fn())
+  out = jax.block_until_ready(fn())
   first = time.perf_counter() - start
   best = float("inf")
   for _ in range(repeats):
     start = time.perf_counter()
     jax.block_until_ready(fn())
     best = min(best, time.perf_counter() - start)
-  return first, best
+  return out, first, best
 
 
 def measure(arch: str, size: str, *, new_tokens: int, prompt_length: int, batch_size: int,
@@ -64,14 +64,16 @@ def measure(arch: str, size: str, *, new_tokens: int, prompt_length: int, batch_
                                        eos_id=None)
   full = lambda: decoding.greedy_no_cache(model, params, batch,  # noqa: E731
                                           max_new_tokens=new_tokens, eos_id=None)
-  same = bool(np.array_equal(np.asarray(cached()), np.asarray(full())))
   out = {"arch": arch, "size": size, "new_tokens": new_tokens, "prompt_length": prompt_length,
-         "batch_size": batch_size, "vocab_size": vocab_size, "same_tokens": same}
+         "batch_size": batch_size, "vocab_size": vocab_size}
   tokens = batch_size * new_tokens
+  generated = []
   for label, fn in (("cached", cached), ("no_cache", full)):
-    first, best = _timed(fn, repeats)
+    toks, first, best = _timed(fn, repeats)
+    generated.append(np.asarray(toks))
     out[label] = {"first_call_s": round(first, 3), "seconds": round(best, 4),
                   "tokens_per_second": round(tokens / best, 1)}
+  out["same_tokens"] = bool(np.array_equal(*generated))
   out["speedup"] = round(out["no_cache"]["seconds"] / out["cached"]["seconds"], 2)
   return out
 
@@ -84,7 +86,7 @@ def main(argv=None) -> int:
   parser.add_argument("--prompt_length", type=int, default=32)
   parser.add_argument("--batch_size", type=int, default=1)
   parser.add_argument("--vocab_size", type=int, default=32128)
-  parser.add_argument("--repeats", type=int, default=2)
+  parser.add_argument("--repeats", type=int, default=1)
   args = parser.parse_args(argv)
   for size in args.sizes.split(","):
     if size not in _SIZES:
