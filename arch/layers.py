@@ -230,6 +230,11 @@ class MultiHeadAttention(nn.Module):
     if self.use_rotary:
       q_BxQxHxDh = positions.apply_rotary(q_BxQxHxDh, q_pos_BxQ, cfg.rotary_max_wavelength)
       k_BxKxHxDh = positions.apply_rotary(k_BxKxHxDh, k_pos_BxK, cfg.rotary_max_wavelength)
+    if self.has_variable("cache", "cached_key"):
+      # Cached decoding (arch/decoding.py allocates the cache): this call's keys and values go in
+      # at the cache index and the queries attend over every slot; the caller's bias is
+      # [B, H|1, Q, cache length] and masks the slots not written yet.
+      k_BxKxHxDh, v_BxKxHxDh = _update_kv_cache(self, k_BxKxHxDh, v_BxKxHxDh)
     logits_BxHxQxK = jnp.einsum("bqhd,bkhd->bhqk", q_BxQxHxDh, k_BxKxHxDh).astype(jnp.float32)
     logits_BxHxQxK = logits_BxHxQxK + bias_BxHxQxK.astype(jnp.float32)
     weights_BxHxQxK = jax.nn.softmax(logits_BxHxQxK, axis=-1).astype(dtype)
@@ -240,6 +245,20 @@ class MultiHeadAttention(nn.Module):
                             (h, dh, d), jnp.float32)
     out_BxQxD = token_matmul(ctx_BxQxHxDh, out_HxDhxD.astype(dtype), in_dims=2)
     return _constrain(out_BxQxD, ("batch", "length", "embed"))
+
+
+def _update_kv_cache(module: nn.Module, k_BxQxHxDh, v_BxQxHxDh):
+  """Writes Q new keys/values at the module's 'cache' index; returns the whole [B, C, H, Dh]."""
+  key_c = module.variable("cache", "cached_key")
+  value_c = module.variable("cache", "cached_value")
+  index_c = module.variable("cache", "cache_index")
+  start = (0, index_c.value, 0, 0)
+  key_c.value = jax.lax.dynamic_update_slice(key_c.value, k_BxQxHxDh.astype(key_c.value.dtype),
+                                             start)
+  value_c.value = jax.lax.dynamic_update_slice(value_c.value,
+                                               v_BxQxHxDh.astype(value_c.value.dtype), start)
+  index_c.value = index_c.value + k_BxQxHxDh.shape[1]
+  return key_c.value, value_c.value
 
 
 class LogitsDense(nn.Module):

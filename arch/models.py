@@ -1,7 +1,8 @@
 """The model API, the one seam between networks and the trainer / evaluator (t5x's shape).
 
-`loss_fn`, `token_log_probs`, `score_batch`, `get_initial_variables`, `input_shapes` and the seqio
-feature converter each architecture needs. Batches are exactly seqio's converted features. The
+`loss_fn`, `token_log_probs`, `score_batch`, `predict_batch` (cached decoding, arch/decoding.py),
+`get_initial_variables`, `input_shapes` and the seqio feature converter each architecture needs.
+Batches are exactly seqio's converted features (predict_batch: the task's 'inputs'). The
 three built-in architectures are registered here (arch/registry.py), where their classes live.
 """
 
@@ -18,6 +19,7 @@ import seqio
 
 from arch import config as config_lib
 from arch import converters
+from arch import decoding
 from arch import flops
 from arch import registry
 from arch.decoder import DecoderOnlyNetwork
@@ -147,6 +149,14 @@ class BaseModel:
   def score_batch(self, params, batch: Batch):
     """float32 [B]: summed target log-probability (z-loss excluded), for rank classification."""
     return jnp.sum(self.token_log_probs(params, batch), axis=-1)
+
+  def predict_batch(self, params, batch: Batch, rng=None, **kwargs):
+    """int32 [B, max_new_tokens] continuations of batch['inputs'] by cached decoding.
+
+    Keywords (arch/decoding.py: predict_batch): max_new_tokens, temperature, top_k, eos_id,
+    cache_length.
+    """
+    return decoding.predict_batch(self, params, batch, rng, **kwargs)
 
   def _init(self, rng, input_shapes):
     batch = self._init_batch(input_shapes)
