@@ -75,16 +75,17 @@ def _shard_shape(names, shape, rules, mesh: Mapping[str, int]) -> tuple[int, ...
 
 
 def _adafactor_state(shape: tuple[int, ...], names, factored: bool) -> int:
-  """Elements of Adafactor's second moment for one parameter shard (t5x's factoring, roughly:
-  the two largest non-'layers' axes, when both reach 128)."""
+  """Elements of Adafactor's second moment for one parameter shard, factored as t5x does by
+  logical axes: 'embed' rows x the other axes joined as columns (heads x kv, mlp, vocab), the
+  'layers' axis a batch axis; unfactored when either side is under 128."""
   size = math.prod(shape)
-  dims = [d for d, n in zip(shape, tuple(names) + (None,) * len(shape)) if n != "layers"]
-  if not factored or len(dims) < 2:
+  names = tuple(names) + (None,) * (len(shape) - len(tuple(names)))
+  layers = math.prod(d for d, n in zip(shape, names) if n == "layers")
+  rows = math.prod(d for d, n in zip(shape, names) if n == "embed")
+  cols = size // layers // rows
+  if not factored or min(rows, cols) < 128:
     return size
-  top = sorted(dims)[-2:]
-  if top[0] < 128:
-    return size
-  return size // top[1] + size // top[0]
+  return layers * (rows + cols)
 
 
 def _stacks(model, shapes) -> list[dict]:
