@@ -155,8 +155,10 @@ def memory_layout_from_gin(num_devices: int = 1) -> memory_lib.Layout:
           f"Partitioner.mesh_shape = {tuple(mesh)} does not divide {num_devices} devices "
           f"(--num_devices)")
     mesh[mesh.index(-1)] = num_devices // known
-  ref = gin.query_parameter("experiments.train.train.optimizer") if _bound(
-      "experiments.train.train.optimizer", None) is not None else None
+  try:  # the reference's name (@experiments.optimizers.adamw() or adafactor()), not evaluated
+    ref = gin.query_parameter("experiments.train.train.optimizer")
+  except (ValueError, KeyError):
+    ref = None
   name = getattr(getattr(ref, "configurable", None), "name", "adafactor")
   try:
     return memory_lib.Layout(
@@ -201,7 +203,10 @@ def main(argv: list[str]) -> int:
     extra.append("arch.accounting.account_from_gin.task_feature_lengths = %TASK_FEATURE_LENGTHS")
   layout = None
   if "--memory" in rest:
-    layout = memory_layout_from_gin(int(_flag_value(rest, "num_devices", 1)))
+    num_devices = _flag_value(rest, "num_devices", 1)
+    if num_devices < 1 or num_devices != int(num_devices):
+      raise gin_utils.GinConfigError(f"--num_devices={num_devices:g}: expected a positive integer")
+    layout = memory_layout_from_gin(int(num_devices))
   gin_utils.parse_gin([], extra, finalize=True, clear=False)
   try:
     result = account_from_gin()

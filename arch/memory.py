@@ -56,6 +56,8 @@ class Layout:
     if self.optimizer not in OPTIMIZERS:
       raise ValueError(f"optimizer {self.optimizer!r} is not one of {OPTIMIZERS}")
     axis_rules.logical_axis_rules(self.strategy)  # a clear error for an unknown strategy
+    if min(self.batch_size, self.num_microbatches, self.data, self.model) < 1:
+      raise ValueError(f"{self}: every size must be a positive integer")
     rows = self.batch_size // self.num_microbatches
     if self.batch_size % self.num_microbatches or rows % self.data:
       raise ValueError(
@@ -178,7 +180,8 @@ def estimate(model, task_feature_lengths: Mapping[str, int], layout: Layout) -> 
     # decoder-only stack also builds a [B, H, L, L] float32 bias in every layer.
     activations += rows * st["L"] * st["K"] * (2 * _F32)
     if st["relpos_per_layer"]:
-      heads = cfg.num_heads // layout.model if cfg.num_heads % layout.model == 0 else cfg.num_heads
+      m = layout.model if layout.strategy != "data_parallel" else 1
+      heads = cfg.num_heads // m if cfg.num_heads % m == 0 else cfg.num_heads
       per_bias = rows * heads * st["L"] * st["K"] * _F32
       working += per_bias
       if cfg.remat_policy == "none":

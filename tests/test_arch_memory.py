@@ -1,14 +1,21 @@
 """arch/memory.py's per-device estimate against XLA's compiled memory analysis of the train step."""
 
+import contextlib
+import io
+import json
+
+import gin
 import jax
 import pytest
 
+from arch import accounting
 from arch import memory
 from arch import models
 from arch.config import TransformerConfig
 from experiments import optimizers
 from experiments import partitioning
 from experiments import trainer
+from experiments.runtime import gin_utils
 
 CASES = [  # (architecture, lengths, remat policy, scanned, microbatches, optimizer)
     ("causal_decoder", {"targets": 128}, "none", False, 1, "adafactor"),
@@ -59,3 +66,29 @@ def test_sharded_layout_divides_the_state():
   assert fsdp["activations_bytes"] == dp["activations_bytes"] < one["activations_bytes"] / 6
   with pytest.raises(ValueError, match="microbatches"):
     memory.Layout(16, 3)
+
+
+def _cli(*args):
+  out = io.StringIO()
+  with contextlib.redirect_stdout(out):
+    assert accounting.main(list(args)) == 0
+  gin.clear_config()
+  return out.getvalue()
+
+
+def test_cli_reads_the_run_layer_and_says_when_a_step_does_not_fit():
+  stack = ["--gin_file=gin_configs/arch/causal_decoder.gin", "--gin_file=gin_configs/data/c4.gin",
+           "--gin_file=gin_configs/objectives/full_lm.gin"]
+  adam = json.loads(_cli(*stack, "--gin_file=gin_configs/runs/decoder_1b_8gpu.gin", "--memory",
+                         "--json", "--num_devices=8",
+                         "--gin.experiments.train.train.optimizer=@experiments.optimizers.adamw()"))
+  mem = adam["memory"]
+  assert (mem["optimizer"], mem["mesh"], mem["num_microbatches"]) == ("adam", {"data": 8, "model": 1}, 8)
+  assert mem["optimizer_bytes"] == 2 * mem["params_bytes"]
+  # The paper's size with the plain pretraining run file: one microbatch, data parallel.
+  table = _cli(*stack, "--gin_file=gin_configs/sizes/paper.gin",
+               "--gin_file=gin_configs/runs/pretrain.gin", "--memory", "--num_devices=8",
+               "--device_gib=80")
+  assert "DOES NOT FIT" in table and "256 rows per device" in table
+  with pytest.raises(gin_utils.GinConfigError, match="--num_devices"):
+    _cli(*stack, "--gin_file=gin_configs/runs/decoder_1b_8gpu.gin", "--memory", "--num_devices=0.5")
