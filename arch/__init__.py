@@ -13,7 +13,8 @@ or evaluation, and anything above can rely on arch without a cycle.
   layers.py           RMSNorm, gated MLP, attention, embedding/logits (logical axis names)
   positions.py        T5 relative buckets, rotary, ALiBi
   masks.py            causal / prefix / padding / packing masks from seqio features
-  stack.py            one layer, N layers by loop or nn.scan (+ remat), layout converters
+  stack.py            one layer, N layers by loop or nn.scan (+ named remat policies), layout
+                      converters
   decoder.py          decoder-only network (CD: causal, ND: prefix attention)
   encoder_decoder.py  encoder-decoder network with encode / decode (encode-once via encoder_row)
   models.py           the model API (loss_fn with z_loss, token_log_probs, score_batch), the
@@ -22,5 +23,8 @@ or evaluation, and anything above can rely on arch without a cycle.
                       TASK_FEATURE_LENGTHS['decoder_length'])
   flops.py            per-architecture FLOP rules: tokens per matmul role, attention pairs
   accounting.py       params and training FLOPs via eval_shape; `python -m arch.accounting`
+                      (--memory: the per-device memory of a train step)
+  memory.py           per-device memory estimate: params, optimizer, gradients, activations
+  axis_rules.py       logical axis rules per sharding strategy (experiments/partitioning uses them)
   testing.py          tiny configs, synthetic seqio-style batches, input-gradient probes
 """

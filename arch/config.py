@@ -19,7 +19,10 @@ ACTIVATIONS = ("geglu", "swiglu", "reglu", "relu", "gelu")
 GATED_ACTIVATIONS = ("geglu", "swiglu", "reglu")
 POSITION_SCHEMES = ("relative", "rotary", "alibi", "none")
 PREFIX_BUCKETING = ("bidirectional", "causal")
-REMAT_POLICIES = ("none", "full", "dots", "dots_no_batch")
+# Names of arch/stack.py's rematerialization policies, from most memory kept to least (see its
+# table for what each saves); 'none' checkpoints nothing.
+REMAT_POLICIES = ("none", "dots", "minimal", "dots_no_batch", "save_projections", "save_qkv",
+                  "full")
 DTYPES = ("auto", "float32", "bfloat16")
 # What dtype='auto' means per platform: bfloat16 activations on accelerators (the MXU and tensor
 # cores run bfloat16 matmuls at their peak); float32 on CPU, where bfloat16 is not faster.

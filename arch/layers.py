@@ -13,6 +13,7 @@ from typing import Optional
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+from jax.ad_checkpoint import checkpoint_name
 
 from arch import positions
 from arch.config import TransformerConfig
@@ -182,7 +183,8 @@ class MlpBlock(nn.Module):
     def dense_in(name):
       kernel_DxF = self.param(name, nn.with_logical_partitioning(_fan_in, ("embed", "mlp")),
                               (d, cfg.mlp_dim), jnp.float32)
-      return token_matmul(x_BxLxD.astype(dtype), kernel_DxF.astype(dtype))
+      return checkpoint_name(token_matmul(x_BxLxD.astype(dtype), kernel_DxF.astype(dtype)),
+                             "mlp_wi")  # named for arch/stack.py's remat policies
 
     if cfg.gated:
       h_BxLxF = act(dense_in("wi_0")) * dense_in("wi_1")
@@ -222,7 +224,9 @@ class MultiHeadAttention(nn.Module):
       kernel_DxHxDh = self.param(name, nn.with_logical_partitioning(init, ("embed", "heads", "kv")),
                                  (d, h, dh), jnp.float32)
       y_BxLxHxDh = token_matmul(x_BxLxD.astype(dtype), kernel_DxHxDh.astype(dtype))
-      return _constrain(y_BxLxHxDh, ("batch", "length", "heads", "kv"))
+      # Named for the remat policies that save projections (arch/stack.py).
+      return checkpoint_name(_constrain(y_BxLxHxDh, ("batch", "length", "heads", "kv")),
+                             f"{name}_proj")
 
     q_BxQxHxDh = project("query", xq_BxQxD, query_init)
     k_BxKxHxDh = project("key", xkv_BxKxD, in_init)

@@ -10,15 +10,34 @@ from typing import Optional
 
 import flax.linen as nn
 import jax
+from jax.ad_checkpoint import checkpoint_name
 
 from arch import layers
 from arch import positions
 from arch.config import TransformerConfig
 
-_REMAT_POLICIES = {
-    "full": jax.checkpoint_policies.nothing_saveable,
-    "dots": jax.checkpoint_policies.dots_saveable,
-    "dots_no_batch": jax.checkpoint_policies.dots_with_no_batch_dims_saveable,
+# Activations named with checkpoint_name (q/k/v and MLP input projections in arch/layers.py, the
+# sublayer outputs below): policies that save by name keep working when a fused attention kernel
+# or another matmul layout replaces the dots that 'dots_no_batch' recognises.
+QKV_NAMES = ("query_proj", "key_proj", "value_proj")
+PROJECTION_NAMES = QKV_NAMES + ("attention_out", "mlp_wi", "mlp_out")
+
+_cp = jax.checkpoint_policies
+# TransformerConfig.remat_policy -> what the backward pass keeps of each layer's forward pass
+# (anything else is recomputed from the layer's input). Ordered from most memory kept to least;
+# tests/test_arch_stack.py checks that order on XLA's compiled temporary memory.
+REMAT_POLICIES = {
+    # every matmul output, attention's [B, H, Q, K] scores included
+    "dots": _cp.dots_saveable,
+    # MaxText's name: matmuls without batch dimensions, i.e. the projections (= 'dots_no_batch')
+    "minimal": _cp.dots_with_no_batch_dims_saveable,
+    "dots_no_batch": _cp.dots_with_no_batch_dims_saveable,
+    # q, k, v, attention output, MLP input and output projections; attention is recomputed
+    "save_projections": _cp.save_only_these_names(*PROJECTION_NAMES),
+    # q, k, v only: attention's and the MLP's matmuls are recomputed
+    "save_qkv": _cp.save_only_these_names(*QKV_NAMES),
+    # nothing: the whole layer is recomputed from its input
+    "full": _cp.nothing_saveable,
 }
 
 
@@ -51,6 +70,7 @@ class TransformerLayer(nn.Module):
     h_BxLxD = norm("pre_self_attention_norm")(x_BxLxD)
     h_BxLxD = layers.MultiHeadAttention(cfg, self.deterministic, use_rotary, name="self_attention")(
         h_BxLxD, h_BxLxD, self_bias, pos_BxL, pos_BxL)
+    h_BxLxD = checkpoint_name(h_BxLxD, "attention_out")
     x_BxLxD = x_BxLxD + drop(h_BxLxD)
 
     if self.cross_attention:
@@ -58,10 +78,12 @@ class TransformerLayer(nn.Module):
       h_BxLxD = layers.MultiHeadAttention(cfg, self.deterministic, False,
                                           name="encoder_decoder_attention")(
                                               h_BxLxD, encoded_BxSxD, cross_bias)
+      h_BxLxD = checkpoint_name(h_BxLxD, "attention_out")
       x_BxLxD = x_BxLxD + drop(h_BxLxD)
 
     h_BxLxD = norm("pre_mlp_norm")(x_BxLxD)
-    h_BxLxD = layers.MlpBlock(cfg, self.deterministic, name="mlp")(h_BxLxD)
+    h_BxLxD = checkpoint_name(layers.MlpBlock(cfg, self.deterministic, name="mlp")(h_BxLxD),
+                              "mlp_out")
     x_BxLxD = x_BxLxD + drop(h_BxLxD)
     x_BxLxD = nn.with_logical_constraint(x_BxLxD, ("batch", "length", "embed"))
     return (x_BxLxD, None) if self.scanned else x_BxLxD
@@ -74,7 +96,7 @@ def run_stack(config: TransformerConfig, num_layers: int, x_BxLxD, *args,
   """Applies num_layers TransformerLayers; must be called inside a parent's @nn.compact method."""
   layer_cls = TransformerLayer
   if config.remat_policy != "none":
-    layer_cls = nn.remat(layer_cls, policy=_REMAT_POLICIES[config.remat_policy],
+    layer_cls = nn.remat(layer_cls, policy=REMAT_POLICIES[config.remat_policy],
                          prevent_cse=not config.scan_layers)
   attrs = dict(config=config, deterministic=deterministic, own_relpos_table=own_relpos_table,
                cross_attention=cross_attention)

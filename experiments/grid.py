@@ -347,6 +347,11 @@ def account(stage: Stage) -> dict[str, Any]:
     # A grid plans accelerator runs: 'auto' is shown as what it becomes on a GPU or TPU.
     from arch import config as config_lib  # pylint: disable=g-import-not-at-top
     out["dtype"] = str(config_lib.resolve_for_platform(model.config, "gpu").dtype)
+    # Per-device peak of the stage's train step on this machine's devices (arch/memory.py).
+    import jax  # pylint: disable=g-import-not-at-top
+    from arch import memory  # pylint: disable=g-import-not-at-top
+    layout = accounting.memory_layout_from_gin(jax.device_count())
+    out["memory_gib"] = memory.estimate(model, lengths, layout)["peak_bytes"] / memory.GiB
     out["task_check"] = check_task(model, stage.task, lengths)
     return out
   finally:
@@ -385,7 +390,8 @@ def check_task(model, task_name: str, lengths: dict[str, int]) -> tuple[str, str
 
 
 def dry_run(grid: Grid, grid_dir: str, log: Callable[[str], None] = print) -> list[dict]:
-  """Validates every stage's gin and task; per cell: params, dtype, tokens, FLOPs per stage."""
+  """Validates every stage's gin and task; per cell: params, dtype, tokens, FLOPs and the
+  per-device memory estimate (arch/memory.py, on this machine's device count) per stage."""
   stages = grid_plan.plan(grid, grid_dir)
   broken = preflight(stages)
   first_seed = grid.seeds[0] if grid.seeds else None  # the seeds of a cell cost the same
@@ -412,6 +418,7 @@ def dry_run(grid: Grid, grid_dir: str, log: Callable[[str], None] = print) -> li
       row[f"{s.id}_step_shape"] = f"{s.batch_size} x {s.row}"  # rows x token positions per row
       row[f"{s.id}_flops"] = flops
       row[f"{s.id}_dtype"] = acc["dtype"]
+      row[f"{s.id}_memory_gib"] = acc["memory_gib"]
       row[f"{s.id}_task"], row[f"{s.id}_task_note"] = acc["task_check"]
       total_flops += flops
     row["train_flops"] = total_flops
@@ -430,7 +437,8 @@ def seeds_note(seeds: Sequence[int]) -> str:
 def format_dry_run(rows: Sequence[dict]) -> str:
   """The dry run's table: one line per training stage; notes for tasks that were not checked."""
   lines = [f"{'cell':<18} {'params':>16} {'stage':<9} {'steps':>8} {'end step':>9} "
-           f"{'rows x len':>11} {'tokens':>18} {'train FLOPs':>12} {'dtype':<9} task"]
+           f"{'rows x len':>11} {'tokens':>18} {'train FLOPs':>12} {'dtype':<9} {'GiB/dev':>8} "
+           f"task"]
   notes: dict[str, list[str]] = {}
   for r in rows:
     if "error" in r:
@@ -443,7 +451,8 @@ def format_dry_run(rows: Sequence[dict]) -> str:
       head = (f"{r['cell']:<18} {r['params']:>16,}" if first else f"{'':<18} {'':>16}")
       lines.append(f"{head} {kind:<9} {r[kind + '_steps']:>8,} {r[kind + '_end_step']:>9,} "
                    f"{r.get(kind + '_step_shape', ''):>11} {r[kind + '_tokens']:>18,} {r[kind + '_flops']:>12.3e} "
-                   f"{r[kind + '_dtype']:<9} {r[kind + '_task']}")
+                   f"{r[kind + '_dtype']:<9} {r.get(kind + '_memory_gib', float('nan')):>8.1f} "
+                   f"{r[kind + '_task']}")
       if r[kind + "_task"] == TASK_UNCHECKED:
         notes.setdefault(r[kind + "_task_note"], []).append(f"{r['cell']}/{kind}")
       first = False

@@ -1,13 +1,8 @@
 """The ('data', 'model') device mesh, logical axis rules and the shardings of the train state.
 
 The network names the axes of its parameters and activations (batch, length, embed, mlp, heads,
-kv, vocab, ...) with flax's logical partitioning. The rules below map those names onto the mesh:
-
-- data_parallel: batch over 'data'; parameters replicated.
-- tensor_parallel: also heads / mlp / vocab (and joined_kv) over 'model' (Megatron-style).
-- fsdp: tensor_parallel plus the parameters' 'embed' axis over 'data' (fully sharded data
-  parallel, as t5x's "2D" parameter partitioning). Activations keep 'batch' on 'data' because rules
-  are applied in order and a mesh axis is used at most once per array.
+kv, vocab, ...) with flax's logical partitioning. The rules of arch/axis_rules.py map those names
+onto the mesh (data_parallel, tensor_parallel, fsdp).
 
 A rule that would shard a dimension its mesh axis does not divide is dropped for that array (that
 dimension is replicated), so odd sizes degrade gracefully instead of failing to compile.
@@ -25,38 +20,13 @@ import jax
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
+from arch import axis_rules
+
 MESH_AXES = ("data", "model")
 
-_BASE_RULES = (
-    ("batch", "data"),
-    ("length", None),
-    ("kv_length", None),
-    ("kv", None),
-    ("relpos_buckets", None),
-    ("abspos_buckets", None),
-    ("layers", None),
-    ("stack", None),
-)
-_TENSOR_RULES = (
-    ("vocab", "model"),
-    ("heads", "model"),
-    ("mlp", "model"),
-    ("joined_kv", "model"),
-)
-STRATEGIES = ("data_parallel", "tensor_parallel", "fsdp")
-
-
-def logical_axis_rules(strategy: str) -> tuple[tuple[str, Any], ...]:
-  """The rules for one of STRATEGIES, batch first so activations keep it on 'data'."""
-  if strategy == "data_parallel":
-    return _BASE_RULES + tuple((name, None) for name, _ in _TENSOR_RULES) + (("embed", None),)
-  if strategy == "tensor_parallel":
-    return _BASE_RULES + _TENSOR_RULES + (("embed", None),)
-  if strategy == "fsdp":
-    return _BASE_RULES + _TENSOR_RULES + (("embed", "data"),)
-  raise ValueError(
-      f"Partitioner.strategy = {strategy!r} is not one of {', '.join(STRATEGIES)}."
-  )
+# The rules themselves live beside the network (arch/axis_rules.py: arch/memory.py reads them too).
+STRATEGIES = axis_rules.STRATEGIES
+logical_axis_rules = axis_rules.logical_axis_rules
 
 
 @gin.configurable(module="experiments.partitioning")

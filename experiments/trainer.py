@@ -161,7 +161,13 @@ class StepBuilder:
         {k: v[0] for k, v in micro.items()})
     zeros_metrics = jax.tree_util.tree_map(lambda s: jnp.zeros(s.shape, jnp.float32),
                                            dict(abstract_metrics))
-    zeros_grads = jax.tree_util.tree_map(lambda p: jnp.zeros(p.shape, jnp.float32), params)
+    # The accumulator lives in the parameters' shardings: under fsdp each device then keeps its
+    # shard of the summed gradients (reduce-scattered per microbatch) instead of XLA being free
+    # to carry a replicated copy through the scan.
+    constrain = lambda tree: jax.lax.with_sharding_constraint(  # noqa: E731
+        tree, self.params_shardings)
+    zeros_grads = constrain(
+        jax.tree_util.tree_map(lambda p: jnp.zeros(p.shape, jnp.float32), params))
 
     def body(carry, xs):
       loss_acc, metrics_acc, grads_acc = carry
@@ -169,7 +175,8 @@ class StepBuilder:
       (loss, metrics), grads = grad_fn(params, mb, jax.random.fold_in(rng, i))
       metrics_acc = jax.tree_util.tree_map(lambda a, b: a + b.astype(jnp.float32), metrics_acc,
                                            dict(metrics))
-      grads_acc = jax.tree_util.tree_map(lambda a, g: a + g.astype(jnp.float32), grads_acc, grads)
+      grads_acc = constrain(
+          jax.tree_util.tree_map(lambda a, g: a + g.astype(jnp.float32), grads_acc, grads))
       return (loss_acc + loss, metrics_acc, grads_acc), None
 
     (loss, metrics, grads), _ = jax.lax.scan(

@@ -4,6 +4,7 @@ import jax
 import numpy as np
 import pytest
 
+from arch import config
 from arch import models
 from arch import stack
 from arch import testing
@@ -60,6 +61,39 @@ def test_remat_equals_none(policy, scan):
   np.testing.assert_allclose(r_loss, loss, rtol=RTOL)
   jax.tree_util.tree_map(lambda a, b: np.testing.assert_allclose(a, b, rtol=RTOL, atol=ATOL),
                          r_grads, grads)
+
+
+def test_remat_policy_names_are_listed_once_each():
+  assert set(config.REMAT_POLICIES) == {"none"} | set(stack.REMAT_POLICIES)
+
+
+@pytest.mark.slow
+def test_every_remat_policy_gives_the_same_numbers_and_keeps_less_memory_in_order():
+  """Scanned layers (where XLA cannot undo the remat): identical loss and gradients, and the
+  compiled step's temporary memory shrinks as the policy saves less (config.REMAT_POLICIES order).
+  """
+  batch = testing.decoder_batch(np.random.RandomState(0), 4, 64, VOCAB)
+  shapes = {k: v.shape for k, v in batch.items()}
+  temp, results = {}, {}
+  for policy in config.REMAT_POLICIES:
+    model = models.get_model("causal_decoder", testing.tiny_config(
+        scan_layers=True, remat_policy=policy, mlp_dim=128))
+    params = testing.init_params(model, shapes)
+    f = jax.jit(jax.value_and_grad(lambda p, m=model: m.loss_fn(p, batch)[0]))
+    temp[policy] = f.lower(params).compile().memory_analysis().temp_size_in_bytes
+    results[policy] = f(params)
+  loss, grads = results["none"]
+  for policy, (r_loss, r_grads) in results.items():
+    np.testing.assert_allclose(r_loss, loss, rtol=RTOL, err_msg=policy)
+    jax.tree_util.tree_map(
+        lambda a, b, p=policy: np.testing.assert_allclose(a, b, rtol=RTOL, atol=ATOL, err_msg=p),
+        r_grads, grads)
+  order = [temp[p] for p in config.REMAT_POLICIES]
+  assert order == sorted(order, reverse=True), temp
+  # Each named step saves strictly less: the [B, H, L, L] scores, the MLP and output
+  # projections, then q/k/v.
+  assert (temp["none"] > temp["dots"] > temp["save_projections"] > temp["save_qkv"]
+          > temp["full"]), temp
 
 
 def test_scanned_params_carry_a_layers_axis_name():

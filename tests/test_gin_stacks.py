@@ -1,12 +1,18 @@
 """Shipped gin stacks: order-independent, and every shipped file trains a step under local_tiny.gin."""
 
+import contextlib
+import io
 import itertools
+import json
 import pathlib
+import re
 
 import gin
 import numpy as np
 import pytest
 
+from arch import accounting
+from arch import memory
 from arch import registry as arch_registry
 import objectives
 from experiments import testing
@@ -56,6 +62,38 @@ def _train_one_step(files, model_dir, bindings=(), steps=1):
                            "experiments.train.train.async_checkpointing = False", *bindings])
 
 
+RECIPE_SIZE = "include 'gin_configs/sizes/"  # a run file that includes its size is a recipe
+
+
+def _recipe_stack(text):
+  """(arch, objective) of the command in a recipe's header."""
+  arch = re.search(r"gin_configs/arch/(\w+)\.gin", text).group(1)
+  return arch, re.search(r"gin_configs/objectives/(\w+)\.gin", text).group(1)
+
+
+def _recipes():
+  return sorted(p for p in (REPO / "gin_configs" / "runs").glob("*.gin")
+                if RECIPE_SIZE in p.read_text())
+
+
+@pytest.mark.parametrize("recipe", [p.name for p in _recipes()])
+def test_recipe_header_states_the_memory_estimate(recipe):
+  """Each recipe's "Sized for: ~N GiB per device" is arch.accounting --memory's figure."""
+  text = (REPO / "gin_configs" / "runs" / recipe).read_text()
+  stated = float(re.search(r"Sized for: ~([\d.]+) GiB per device", text).group(1))
+  arch, objective = _recipe_stack(text)
+  files = [f"--gin_file=gin_configs/arch/{arch}.gin", "--gin_file=gin_configs/data/c4.gin",
+           f"--gin_file=gin_configs/objectives/{objective}.gin",
+           f"--gin_file=gin_configs/runs/{recipe}"]
+  out = io.StringIO()
+  with contextlib.redirect_stdout(out):
+    assert accounting.main(files + ["--memory", "--json", "--num_devices=8"]) == 0
+  gin.clear_config()
+  peak = json.loads(out.getvalue())["memory"]["peak_bytes"] / memory.GiB
+  assert abs(peak - stated) <= 0.6, (recipe, peak, stated)
+  assert peak <= 0.7 * 80, "sized for 80 GB devices with room for XLA's workspace"
+
+
 def _pairs():
   """(arch, objective) pairs that cover every registered architecture and objective once."""
   pairs, objs = [], list(objectives.names())
@@ -100,6 +138,12 @@ def test_every_shipped_gin_file_trains_a_step_through_local_tiny(tmp_path, share
     if run_file in used:
       continue
     text = (REPO / run_file).read_text()
+    if RECIPE_SIZE in text:  # a recipe: its own size, pretraining from scratch (tiny overlay)
+      arch, objective = _recipe_stack(text)
+      run([f"gin_configs/arch/{arch}.gin", "gin_configs/data/embedded.gin",
+           f"gin_configs/objectives/{objective}.gin", run_file],
+          tmp_path / pathlib.Path(run_file).stem)
+      continue
     own_task = "MIXTURE_OR_TASK_NAME = '" in text  # MTF: the run file names its mixture
     mtf = [f"objectives.multitask.mtf_options.local_data_dir = '{shared_data}'",
            "objectives.multitask.mtf_options.max_examples_per_dataset = 20",

@@ -222,6 +222,10 @@ def test_dry_run_of_wang2022_gives_the_paper_numbers(wang2022_dry_run):
   assert adapt["adapt_end_step"] == 171_008 and adapt["mtf_end_step"] == 181_008
   assert adapt["adapt_tokens"] == 39_936 * 2048 * 626
   assert "4,762,357,760" in printed and "168,040,595,456" in printed
+  # The memory estimate per device (this machine's one CPU device: the whole 2048-row batch).
+  assert "GiB/dev" in printed
+  cd, ed = rows["CD:FLM"]["pretrain_memory_gib"], rows["ED:MLM"]["pretrain_memory_gib"]
+  assert cd > 17.7 * 3 and ed > 41 * 2, (cd, ed)  # float32 params + grads + activations
 
 
 @pytest.mark.slow
