@@ -19,7 +19,6 @@ import gc
 import json
 import logging
 import os
-import pathlib
 import re
 import sys
 from typing import Any
@@ -29,6 +28,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 
 from experiments.runtime import errors
+from experiments.runtime import storage
 
 CHECKPOINTS_SUBDIR = "checkpoints"
 DAMAGED_SUBDIR = "checkpoints.damaged"
@@ -43,20 +43,21 @@ class CheckpointError(errors.ConfigError):
   """A checkpoint is missing, incomplete, damaged or incompatible with the requested model."""
 
 
-def absolute(path: str | pathlib.Path) -> pathlib.Path:
-  """A local path made absolute (orbax refuses relative ones), so `runs/x` works as in t5x."""
-  return pathlib.Path(path).expanduser().absolute()
+def absolute(path: str | os.PathLike) -> storage.Path:
+  """A local path made absolute (orbax refuses relative ones), so `runs/x` works as in t5x; a
+  URI (gs://...) kept as it is (storage.as_path)."""
+  return storage.as_path(path)
 
 
-def checkpoints_dir(model_dir: str | pathlib.Path) -> pathlib.Path:
+def checkpoints_dir(model_dir: str | os.PathLike) -> storage.Path:
   return absolute(model_dir) / CHECKPOINTS_SUBDIR
 
 
-def _is_step_dir(path: pathlib.Path) -> bool:
+def _is_step_dir(path: storage.Path) -> bool:
   return path.is_dir() and (path / "params").is_dir() and path.name.isdigit()
 
 
-def step_problem(step_dir: pathlib.Path, items: tuple[str, ...] = ITEMS) -> str | None:
+def step_problem(step_dir: storage.Path, items: tuple[str, ...] = ITEMS) -> str | None:
   """Why `step_dir` is not a complete checkpoint of `items` (None when it is one)."""
   if not step_dir.is_dir():
     return "not a folder"
@@ -75,15 +76,15 @@ def step_problem(step_dir: pathlib.Path, items: tuple[str, ...] = ITEMS) -> str 
   return None
 
 
-def _step_dirs(directory: pathlib.Path) -> list[tuple[int, pathlib.Path]]:
+def _step_dirs(directory: storage.Path) -> list[tuple[int, storage.Path]]:
   """(step, folder) of every numeric folder, oldest first; orbax's temporary folders are not."""
   if not directory.is_dir():
     return []
   return sorted((int(p.name), p) for p in directory.iterdir() if p.name.isdigit() and p.is_dir())
 
 
-def latest_complete_step(directory: pathlib.Path, items: tuple[str, ...] = ITEMS,
-                         log_skipped: bool = False) -> pathlib.Path | None:
+def latest_complete_step(directory: storage.Path, items: tuple[str, ...] = ITEMS,
+                         log_skipped: bool = False) -> storage.Path | None:
   """The newest step folder under `directory` that `step_problem` accepts, or None."""
   for step, step_dir in reversed(_step_dirs(directory)):
     problem = step_problem(step_dir, items)
@@ -94,7 +95,7 @@ def latest_complete_step(directory: pathlib.Path, items: tuple[str, ...] = ITEMS
   return None
 
 
-def resolve_step_dir(checkpoint_path: str | pathlib.Path) -> pathlib.Path:
+def resolve_step_dir(checkpoint_path: str | storage.Path) -> storage.Path:
   """One step's directory from a MODEL_DIR, its checkpoints dir, or a step dir itself.
 
   Evaluation needs only the parameters, and so does a step folder given explicitly to be
@@ -116,7 +117,7 @@ def resolve_step_dir(checkpoint_path: str | pathlib.Path) -> pathlib.Path:
       f"or MODEL_DIR/checkpoints/<step>).")
 
 
-def damage(error: BaseException, step_dir: pathlib.Path) -> str:
+def damage(error: BaseException, step_dir: storage.Path) -> str:
   """One line saying what in `step_dir` cannot be read: the item and array when the error (or
   its cause, where tensorstore puts them) names them, with the innermost message."""
   if isinstance(error, DamagedCheckpointError):
@@ -132,7 +133,7 @@ def damage(error: BaseException, step_dir: pathlib.Path) -> str:
   return f"{what} cannot be read: {text[:200]}{'...' if len(text) > 200 else ''}"
 
 
-def read_meta(step_dir: pathlib.Path) -> dict:
+def read_meta(step_dir: storage.Path) -> dict:
   """The JSON metadata of a step (empty when absent)."""
   for candidate in (step_dir / "meta" / "metadata", step_dir / "meta"):
     if candidate.is_file():
@@ -172,7 +173,7 @@ class DamagedCheckpointError(RuntimeError):
   """Part of a step cannot be read (not a mismatch with the model); resume tries an older step."""
 
 
-def _saved_tree(item_dir: pathlib.Path) -> Any:
+def _saved_tree(item_dir: storage.Path) -> Any:
   """Names, shapes and dtypes of an item's arrays, each of those its _METADATA declares.
 
   Orbax reads each array's metadata from the array store and leaves out, with only a log line,
@@ -200,7 +201,7 @@ def _saved_tree(item_dir: pathlib.Path) -> Any:
   return tree
 
 
-def check_compatible(step_dir: pathlib.Path, abstract_params: Any,
+def check_compatible(step_dir: storage.Path, abstract_params: Any,
                      description: str | None = None) -> None:
   """Raises CheckpointError naming what differs between a checkpoint's params and the model's."""
   diffs = tree_differences(_saved_tree(step_dir / "params"), abstract_params)
@@ -228,7 +229,7 @@ def _with_sharding(abstract: Any) -> Any:
   return jax.tree_util.tree_map(fill, abstract)
 
 
-def restore_params(checkpoint_path: str | pathlib.Path, abstract_params: Any,
+def restore_params(checkpoint_path: str | storage.Path, abstract_params: Any,
                    description: str | None = None) -> Any:
   """Parameters of the latest (or the given) step, shaped and sharded like `abstract_params`.
 
@@ -249,7 +250,7 @@ def restore_params(checkpoint_path: str | pathlib.Path, abstract_params: Any,
 FRESH_OPTIMIZER_BINDING = "experiments.train.train.restore_optimizer_state = False"
 
 
-def restore_train_state(checkpoint_path: str | pathlib.Path, abstract_train_state: Any) -> Any:
+def restore_train_state(checkpoint_path: str | storage.Path, abstract_train_state: Any) -> Any:
   """The `train_state` item (step, rng, opt_state) of a step, shaped and sharded as requested.
 
   For INITIAL_CHECKPOINT_PATH (t5x's finetuning restores the whole train state). A checkpoint
@@ -295,7 +296,7 @@ def _restructure(restored: Any, abstract: Any) -> Any:
 class Checkpointer:
   """Saves and restores the full train state under MODEL_DIR/checkpoints."""
 
-  def __init__(self, model_dir: str | pathlib.Path, keep: int | None = None,
+  def __init__(self, model_dir: str | storage.Path, keep: int | None = None,
                async_save: bool = True):
     self.directory = checkpoints_dir(model_dir)
     self._manager = ocp.CheckpointManager(
@@ -386,7 +387,7 @@ class Checkpointer:
       target, n = aside / str(step), 1
       while target.exists():
         target, n = aside / f"{step}.{n}", n + 1
-      os.rename(self.directory / str(step), target)
+      (self.directory / str(step)).rename(target)
       logging.warning("Skipped checkpoint step %d (%s); moved it to %s; %s.", step, why, target,
                       f"resuming from step {resumed}" if resumed is not None
                       else "no earlier step, starting afresh")
