@@ -97,8 +97,14 @@ def _with_timeout(fn: Callable[[], Any], timeout: float) -> Any:
     pool.shutdown(wait=False)
 
 
+def check_scheme(value: Any, setting: str, *, checkpoints: bool = False) -> epath.Path:
+  """`value` as a path of a known scheme, without reaching its filesystem."""
+  return check_dir(value, setting, checkpoints=checkpoints, reach=False)
+
+
 def check_dir(value: Any, setting: str, *, create: bool = False, writable: bool = False,
-              checkpoints: bool = False, timeout: float | None = None) -> epath.Path:
+              checkpoints: bool = False, timeout: float | None = None,
+              reach: bool = True) -> epath.Path:
   """`value` as a folder path whose filesystem answers; raises StorageError naming `setting`.
 
   create: make the folder (and parents); writable: write and delete a probe file in it;
@@ -119,6 +125,8 @@ def check_dir(value: Any, setting: str, *, create: bool = False, writable: bool 
                        f"{', '.join(s + '://' for s in CHECKPOINT_SCHEMES)} only.")
   if checkpoints and scheme(text) == "gs" and gcs_client_missing():
     raise StorageError(f"{setting} = {text!r}: {gcs_client_missing()}.")
+  if not reach:
+    return path
 
   def probe():
     if path.exists() and not path.is_dir():
@@ -139,8 +147,8 @@ def check_dir(value: Any, setting: str, *, create: bool = False, writable: bool 
   except NotADirectoryError as e:
     raise StorageError(f"{setting} = {text!r} is a file, expected a folder.") from e
   except Exception as e:  # pylint: disable=broad-except  # each backend raises its own
-    raise StorageError(f"{setting} = {text!r} cannot be {'written' if writable else 'read'}: "
-                       f"{_reason(e)} ({supported()}).") from e
+    raise StorageError(f"{setting} = {text!r} is not {'writable' if writable else 'readable'}: "
+                       f"{_reason(e)}.") from e
   return path
 
 
