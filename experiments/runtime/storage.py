@@ -241,3 +241,34 @@ def register_tensorboard(uri: Any) -> None:
     return
   from tensorboardX import record_writer  # pylint: disable=g-import-not-at-top
   record_writer.register_writer_factory(scheme(uri), _RecordWriterFactory())
+
+
+def is_file(path: Any) -> bool:
+  return as_path(path).is_file()
+
+
+def exists(path: Any) -> bool:
+  return as_path(path).exists()
+
+
+def is_abs(path: Any) -> bool:
+  return is_uri(path) or os.path.isabs(os.fspath(path))
+
+
+def makedirs(path: Any) -> None:
+  as_path(path).mkdir(parents=True, exist_ok=True)
+
+
+def read_text(path: Any) -> str:
+  return as_path(path).read_text()
+
+
+def write_csv(df: Any, path: Any, **kwargs) -> None:
+  """A pandas DataFrame as CSV at `path` (pandas alone would need fsspec's own driver)."""
+  write_text(path, df.to_csv(**kwargs))
+
+
+def read_csv(path: Any, **kwargs) -> Any:
+  import io  # pylint: disable=g-import-not-at-top
+  import pandas as pd  # pylint: disable=g-import-not-at-top
+  return pd.read_csv(io.StringIO(read_text(path)), **kwargs)
