@@ -91,7 +91,7 @@ def check_dirs(output_dir: str | pathlib.Path | None,
   try:  # a local folder or a URI (experiments/runtime/storage.py)
     storage.check_dir(output_dir, "EVAL_OUTPUT_DIR", create=True, writable=True)
   except storage.StorageError as e:
-    if isinstance(e.__cause__, NotADirectoryError):
+    if isinstance(e, storage.NotAFolderError):
       raise EvalConfigError(f"EVAL_OUTPUT_DIR = '{output_dir}' is a file; results.json needs a "
                             "folder there.") from None
     raise EvalConfigError(f"{e} results.json is written there.") from e.__cause__

@@ -161,7 +161,9 @@ def train(
     random_seed: int = 0,
     num_microbatches: int = 1,
     checkpoint_period: int = 1000,
-    keep_checkpoints: int | None = None,
+    keep_checkpoints: int | None = 3,
+    keep_period: int | None = None,
+    checkpoint_minutes: float | None = None,
     async_checkpointing: bool = True,
     log_period: int = 100,
     pack: bool = True,
@@ -181,7 +183,9 @@ def train(
   _Signals); the first batch must come within `first_batch_timeout` seconds of the pipeline's
   start (it is drawn while the step compiles), else DataStallError. Every `eval_period` steps
   (None: never) and at the last step, the loss on `eval_steps` validation batches is logged as
-  eval/ metrics (experiments/validation.py).
+  eval/ metrics (experiments/validation.py). Checkpoints: every `checkpoint_period` steps, at the
+  end, and `checkpoint_minutes` after the last save (None: no time-based save); the last
+  `keep_checkpoints` (None: all) are kept, plus every step divisible by `keep_period` for good.
   """
   distributed.maybe_initialize()
   with _Signals() as signals:
@@ -191,6 +195,7 @@ def train(
         batch_size=batch_size, optimizer=optimizer, num_microbatches=num_microbatches,
         checkpoint_period=checkpoint_period, log_period=log_period,
         initial_checkpoint_path=initial_checkpoint_path)
+    run_config.check_checkpoint_policy(keep_checkpoints, keep_period, checkpoint_minutes)
     validate = validation.enabled(eval_period, eval_steps)
     partitioner = partitioner or partitioning.Partitioner()
     input_shapes = model.input_shapes(batch_size, task_feature_lengths)
@@ -209,7 +214,8 @@ def train(
                                 task_feature_lengths=task_feature_lengths, batch_size=batch_size,
                                 model_description=description)
       checkpointer = ckpt_lib.Checkpointer(model_dir, keep=keep_checkpoints,
-                                           async_save=async_checkpointing)
+                                           async_save=async_checkpointing, keep_period=keep_period,
+                                           save_minutes=checkpoint_minutes)
       try:
         state, position, resumed_step = _initial_state(
             builder, checkpointer, initial_checkpoint_path, random_seed, train_steps,
@@ -356,7 +362,8 @@ def _loop(step_fn, builder, state, batches, first_batch, checkpointer, writer, m
       logging.info("%s", validation.log_line(step, values))
       period_start += time.perf_counter() - eval_start  # s/step counts training only
     preempted = signals.signum is not None
-    if step % checkpoint_period == 0 or step == train_steps or preempted:
+    if (step % checkpoint_period == 0 or step == train_steps or preempted
+        or checkpointer.time_due()):
       check(*pending)
       batches.save_state(step, keep_steps=checkpointer.all_steps() + [step])
       checkpointer.save(step, state.params, state.train_state_item(),

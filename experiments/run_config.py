@@ -70,9 +70,9 @@ def check_train_bindings(train_fn) -> None:
                       f"gin_configs/runs/pretrain.gin to the stack.")
 
 
-def _positive_int(name: str, value: Any) -> None:
+def _positive_int(name: str, value: Any, extra: str = "") -> None:
   if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-    raise ConfigError(f"{name} must be a positive integer, got {value!r}.")
+    raise ConfigError(f"{name} must be a positive integer{extra}, got {value!r}.")
 
 
 def check_model_dir(model_dir: Any) -> storage.Path:
@@ -82,6 +82,20 @@ def check_model_dir(model_dir: Any) -> storage.Path:
     return storage.check_dir(model_dir, "MODEL_DIR", create=True, writable=True, checkpoints=True)
   except storage.StorageError as e:
     raise ConfigError(str(e)) from e.__cause__
+
+
+def check_checkpoint_policy(keep: Any, keep_period: Any, minutes: Any) -> None:
+  """train.keep_checkpoints, keep_period (positive ints or None), checkpoint_minutes (> 0 or None)."""
+  for name, value in (("train.keep_checkpoints", keep), ("train.keep_period", keep_period)):
+    if value is not None:
+      _positive_int(name, value, " or None")
+  if minutes is not None and (isinstance(minutes, bool) or not isinstance(minutes, (int, float))
+                              or not minutes > 0):
+    raise ConfigError(f"train.checkpoint_minutes must be a positive number of minutes or None, "
+                      f"got {minutes!r}.")
+  if keep_period is not None and keep is None:
+    raise ConfigError(f"train.keep_period = {keep_period} with train.keep_checkpoints = None: "
+                      f"every checkpoint is kept already; set keep_checkpoints (the last K) too.")
 
 
 def check_and_prepare(*, model, model_dir, task_name, task_feature_lengths, train_steps,

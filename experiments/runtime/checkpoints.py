@@ -21,6 +21,7 @@ import logging
 import os
 import re
 import sys
+import time
 from typing import Any
 
 import jax
@@ -293,18 +294,53 @@ def _restructure(restored: Any, abstract: Any) -> Any:
   return jax.tree_util.tree_unflatten(treedef, leaves)
 
 
+def keep_policy(keep: int | None, keep_period: int | None):
+  """Orbax's preservation policy: the last `keep` steps (None: all) plus every step divisible by
+  `keep_period` (permanent; None: none)."""
+  latest = ocp.checkpoint_managers.LatestN(n=keep)
+  if keep is None or keep_period is None:
+    return latest
+  return ocp.checkpoint_managers.AnyPreservationPolicy(
+      [latest, ocp.checkpoint_managers.EveryNSteps(interval_steps=keep_period)])
+
+
+def checkpoint_bytes(abstract_params: Any, abstract_train_state: Any) -> int:
+  """Bytes of one step's arrays before compression (parameters + step, RNG, optimizer state)."""
+  leaves = jax.tree_util.tree_leaves((abstract_params, abstract_train_state))
+  return int(sum(int(np.prod(x.shape)) * np.dtype(x.dtype).itemsize for x in leaves))
+
+
 class Checkpointer:
-  """Saves and restores the full train state under MODEL_DIR/checkpoints."""
+  """Saves and restores the full train state under MODEL_DIR/checkpoints.
+
+  Keeps the last `keep` steps (None: every step) and, beyond them, every step divisible by
+  `keep_period` for good. `save_minutes` makes `time_due` true once that many minutes have
+  passed since the last save began (or since start-up), for long runs whose step period is hours.
+  """
 
   def __init__(self, model_dir: str | storage.Path, keep: int | None = None,
-               async_save: bool = True):
+               async_save: bool = True, keep_period: int | None = None,
+               save_minutes: float | None = None):
     self.directory = checkpoints_dir(model_dir)
+    self.save_minutes = save_minutes
+    self._last_save = time.monotonic()
     self._manager = ocp.CheckpointManager(
         self.directory,
         options=ocp.CheckpointManagerOptions(
-            max_to_keep=keep, enable_async_checkpointing=async_save, create=True,
-            cleanup_tmp_directories=True),
+            preservation_policy=keep_policy(keep, keep_period),
+            enable_async_checkpointing=async_save, create=True, cleanup_tmp_directories=True),
         item_names=ITEMS)
+
+  def time_due(self) -> bool:
+    """True when save_minutes have passed since the last save; process 0 decides for all (every
+    process must join the same collective save)."""
+    if self.save_minutes is None:
+      return False
+    due = time.monotonic() - self._last_save >= 60.0 * self.save_minutes
+    if jax.process_count() > 1:
+      from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
+      due = bool(multihost_utils.broadcast_one_to_all(np.asarray(due)))
+    return due
 
   def latest_step(self) -> int | None:
     return self._manager.latest_step()
@@ -317,6 +353,7 @@ class Checkpointer:
     if step in self._manager.all_steps():
       logging.info("Checkpoint for step %d already exists; not overwriting it.", step)
       return False
+    self._last_save = time.monotonic()
     return self._manager.save(
         step,
         args=ocp.args.Composite(

@@ -11,7 +11,6 @@ missing credentials or no network is one ConfigError naming the setting before a
 
 from __future__ import annotations
 
-import concurrent.futures
 import importlib.util
 import os
 import threading
@@ -32,6 +31,10 @@ REACH_TIMEOUT_S = 120.0
 
 class StorageError(errors.ConfigError):
   """A path setting whose filesystem cannot be reached, or that cannot hold what it must."""
+
+
+class NotAFolderError(StorageError):
+  """A folder setting that names a file."""
 
 
 def is_uri(value: Any) -> bool:
@@ -89,12 +92,24 @@ def relative(path: Any, base: Any) -> str:
 
 
 def _with_timeout(fn: Callable[[], Any], timeout: float) -> Any:
-  """fn() in a daemon thread: a filesystem client retrying a dead network must not hang start-up."""
-  pool = concurrent.futures.ThreadPoolExecutor(max_workers=1)
-  try:
-    return pool.submit(fn).result(timeout=timeout)
-  finally:
-    pool.shutdown(wait=False)
+  """fn() in a daemon thread: a filesystem client retrying a dead network must neither hang
+  start-up nor keep the process from exiting."""
+  outcome: dict[str, Any] = {}
+
+  def target():
+    try:
+      outcome["value"] = fn()
+    except BaseException as e:  # pylint: disable=broad-except  # re-raised in the caller
+      outcome["error"] = e
+
+  thread = threading.Thread(target=target, daemon=True, name="storage-probe")
+  thread.start()
+  thread.join(timeout)
+  if thread.is_alive():
+    raise TimeoutError
+  if "error" in outcome:
+    raise outcome["error"]
+  return outcome.get("value")
 
 
 def check_scheme(value: Any, setting: str, *, checkpoints: bool = False) -> epath.Path:
@@ -130,7 +145,7 @@ def check_dir(value: Any, setting: str, *, create: bool = False, writable: bool 
 
   def probe():
     if path.exists() and not path.is_dir():
-      raise NotADirectoryError("it is a file, expected a folder")
+      raise _IsAFile()
     if create:
       path.mkdir(parents=True, exist_ok=True)
     if writable:
@@ -141,15 +156,20 @@ def check_dir(value: Any, setting: str, *, create: bool = False, writable: bool 
   limit = REACH_TIMEOUT_S if timeout is None else timeout
   try:
     _with_timeout(probe, limit) if is_uri(text) else probe()
-  except concurrent.futures.TimeoutError:
+  except TimeoutError:
     raise StorageError(f"{setting} = {text!r}: its filesystem did not answer within {limit:g} s "
                        f"(no network, or no credentials for '{scheme(text)}://'?).") from None
-  except NotADirectoryError as e:
-    raise StorageError(f"{setting} = {text!r} is a file, expected a folder.") from e
+  except _IsAFile as e:
+    raise NotAFolderError(f"{setting} = {text!r} is a file, expected a folder.") from e
   except Exception as e:  # pylint: disable=broad-except  # each backend raises its own
-    raise StorageError(f"{setting} = {text!r} is not {'writable' if writable else 'readable'}: "
-                       f"{_reason(e)}.") from e
+    what = ("cannot be reached" if is_uri(text) else
+            "is not writable" if writable else "is not readable")
+    raise StorageError(f"{setting} = {text!r} {what}: {_reason(e)}.") from e
   return path
+
+
+class _IsAFile(Exception):
+  """The folder setting names a file."""
 
 
 def _reason(e: BaseException) -> str:
