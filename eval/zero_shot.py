@@ -94,7 +94,11 @@ def check_dirs(output_dir: str | pathlib.Path | None,
     if isinstance(e, storage.NotAFolderError):
       raise EvalConfigError(f"EVAL_OUTPUT_DIR = '{output_dir}' is a file; results.json needs a "
                             "folder there.") from None
-    raise EvalConfigError(f"{e} results.json is written there.") from e.__cause__
+    cause = e.__cause__
+    if not storage.is_uri(output_dir) and isinstance(cause, OSError):
+      raise EvalConfigError(f"EVAL_OUTPUT_DIR = '{output_dir}' is not a writable folder "
+                            f"({cause.strerror or cause}); results.json is written there.") from None
+    raise EvalConfigError(f"{e} results.json is written there.") from cause
 
 
 def check_templates(suite: suites_lib.Suite,
