@@ -215,7 +215,8 @@ def train(
                                 model_description=description)
       checkpointer = ckpt_lib.Checkpointer(model_dir, keep=keep_checkpoints,
                                            async_save=async_checkpointing, keep_period=keep_period,
-                                           save_minutes=checkpoint_minutes)
+                                           save_minutes=checkpoint_minutes,
+                                           time_check_period=log_period)
       try:
         state, position, resumed_step = _initial_state(
             builder, checkpointer, initial_checkpoint_path, random_seed, train_steps,
@@ -362,8 +363,8 @@ def _loop(step_fn, builder, state, batches, first_batch, checkpointer, writer, m
       logging.info("%s", validation.log_line(step, values))
       period_start += time.perf_counter() - eval_start  # s/step counts training only
     preempted = signals.signum is not None
-    if (step % checkpoint_period == 0 or step == train_steps or preempted
-        or checkpointer.time_due()):
+    timed = checkpointer.time_due(step)  # on several hosts a collective: every host calls it
+    if step % checkpoint_period == 0 or step == train_steps or preempted or timed:
       check(*pending)
       batches.save_state(step, keep_steps=checkpointer.all_steps() + [step])
       checkpointer.save(step, state.params, state.train_state_item(),

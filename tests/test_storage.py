@@ -134,12 +134,27 @@ def test_keep_the_last_k_plus_every_nth_and_never_overwrite(tmp_path):
 
 def test_time_based_save_is_due_after_the_interval_and_resets_on_save(tmp_path):
   ckpt = checkpoints.Checkpointer(tmp_path, save_minutes=0.5 / 60, async_save=False)
-  assert not ckpt.time_due()
+  assert not ckpt.time_due(1)
   time.sleep(0.6)
-  assert ckpt.time_due()
+  assert ckpt.time_due(1)
   _save(ckpt, 1)
-  assert not ckpt.time_due()
-  assert not checkpoints.Checkpointer(tmp_path, async_save=False).time_due()  # no interval: never
+  assert not ckpt.time_due(1)
+  assert not checkpoints.Checkpointer(tmp_path, async_save=False).time_due(1)  # no interval: never
+  ckpt.close()
+
+
+def test_on_several_hosts_process_0_decides_at_logging_steps(tmp_path, monkeypatch):
+  """Every host must agree to join a save: the decision is process 0's, broadcast."""
+  from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
+  decided = []
+  ckpt = checkpoints.Checkpointer(tmp_path, save_minutes=1e-9, time_check_period=5,
+                                  async_save=False)
+  with monkeypatch.context() as m:  # two processes for time_due only (orbax would sync them)
+    m.setattr(checkpoints.jax, "process_count", lambda: 2)
+    m.setattr(multihost_utils, "broadcast_one_to_all", lambda x: decided.append(bool(x)) or x)
+    due = [ckpt.time_due(s) for s in range(1, 11)]
+  assert due == [False] * 4 + [True] + [False] * 4 + [True]
+  assert decided == [True, True]  # one broadcast per check, none between
   ckpt.close()
 
 

@@ -320,9 +320,10 @@ class Checkpointer:
 
   def __init__(self, model_dir: str | storage.Path, keep: int | None = None,
                async_save: bool = True, keep_period: int | None = None,
-               save_minutes: float | None = None):
+               save_minutes: float | None = None, time_check_period: int = 1):
     self.directory = checkpoints_dir(model_dir)
     self.save_minutes = save_minutes
+    self.time_check_period = time_check_period
     self._last_save = time.monotonic()
     self._manager = ocp.CheckpointManager(
         self.directory,
@@ -331,13 +332,17 @@ class Checkpointer:
             enable_async_checkpointing=async_save, create=True, cleanup_tmp_directories=True),
         item_names=ITEMS)
 
-  def time_due(self) -> bool:
-    """True when save_minutes have passed since the last save; process 0 decides for all (every
-    process must join the same collective save)."""
+  def time_due(self, step: int) -> bool:
+    """True when save_minutes have passed since the last save. On several hosts process 0
+    decides for all (every process must join the same collective save), at steps divisible by
+    time_check_period only: the broadcast waits for the step, as the loop's logging does."""
     if self.save_minutes is None:
       return False
+    several = jax.process_count() > 1
+    if several and step % self.time_check_period:
+      return False
     due = time.monotonic() - self._last_save >= 60.0 * self.save_minutes
-    if jax.process_count() > 1:
+    if several:
       from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
       due = bool(multihost_utils.broadcast_one_to_all(np.asarray(due)))
     return due
