@@ -96,8 +96,9 @@ def check_dirs(output_dir: str | pathlib.Path | None,
                             "folder there.") from None
     cause = e.__cause__
     if not storage.is_uri(output_dir) and isinstance(cause, OSError):
-      raise EvalConfigError(f"EVAL_OUTPUT_DIR = '{output_dir}' is not a writable folder "
-                            f"({cause.strerror or cause}); results.json is written there.") from None
+      raise EvalConfigError(
+          f"EVAL_OUTPUT_DIR = '{output_dir}' is not a writable folder "
+          f"({cause.strerror or cause}); results.json is written there.") from None
     raise EvalConfigError(f"{e} results.json is written there.") from cause
 
 

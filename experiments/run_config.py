@@ -85,7 +85,7 @@ def check_model_dir(model_dir: Any) -> storage.Path:
 
 
 def check_checkpoint_policy(keep: Any, keep_period: Any, minutes: Any) -> None:
-  """train.keep_checkpoints, keep_period (positive ints or None), checkpoint_minutes (> 0 or None)."""
+  """train.keep_checkpoints, keep_period (positive ints or None), checkpoint_minutes (> 0, None)."""
   for name, value in (("train.keep_checkpoints", keep), ("train.keep_period", keep_period)):
     if value is not None:
       _positive_int(name, value, " or None")

@@ -91,7 +91,8 @@ def install(root: str) -> None:
     return backend if self._uri_scheme == "gs" else original.fget(self)
 
   gpath._GPath._backend = property(_backend)  # pylint: disable=protected-access
-  gcs_utils.get_kvstore_for_gcs = lambda path: {"driver": "file", "path": backend._l(path)}  # pylint: disable=protected-access
+  local = backend._l  # pylint: disable=protected-access
+  gcs_utils.get_kvstore_for_gcs = lambda path: {"driver": "file", "path": local(path)}
   gcs_utils.is_hierarchical_namespace_enabled = lambda path: False
   from experiments.runtime import storage  # pylint: disable=g-import-not-at-top
   storage.gcs_client_missing = lambda: None

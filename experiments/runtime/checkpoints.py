@@ -9,9 +9,9 @@ MODEL_DIR is a local folder or a gs:// URI (experiments/runtime/storage.py: etil
 orbax). Saves are atomic (orbax writes a temporary directory and renames it once complete; on
 gs:// the commit marker is written last), asynchronous where orbax allows, every N steps, at the
 end and every T minutes, keeping the last K plus every keep_period-th. A step that already exists
-is never overwritten. A step folder counts only when complete (`step_problem`: the commit marker, each
-item's metadata, readable JSON); on resume a step that is incomplete or does not restore is moved
-to MODEL_DIR/checkpoints.damaged/ (never deleted) and the newest one that restores is used.
+is never overwritten. A step folder counts only when complete (`step_problem`: the commit marker,
+each item's metadata, readable JSON); on resume a step that is incomplete or does not restore is
+moved to MODEL_DIR/checkpoints.damaged/ (never deleted) and the newest one that restores is used.
 """
 
 from __future__ import annotations
