@@ -80,8 +80,9 @@ class _RootedBackend(backend_lib.Backend):
     return self.os.stat(self._l(path))
 
 
-def install(root: str) -> None:
-  """Redirects gs:// to `root` in this process (epath, orbax's tensorstore specs)."""
+def install(root: str, setattr=setattr) -> None:  # pylint: disable=redefined-builtin
+  """Redirects gs:// to `root` in this process (epath, orbax's tensorstore specs); a test passes
+  pytest's monkeypatch.setattr to undo it afterwards."""
   from orbax.checkpoint._src.path import gcs_utils  # pylint: disable=g-import-not-at-top
   os.makedirs(root, exist_ok=True)
   backend = _RootedBackend(root)
@@ -90,12 +91,12 @@ def install(root: str) -> None:
   def _backend(self):
     return backend if self._uri_scheme == "gs" else original.fget(self)
 
-  gpath._GPath._backend = property(_backend)  # pylint: disable=protected-access
+  setattr(gpath._GPath, "_backend", property(_backend))  # pylint: disable=protected-access
   local = backend._l  # pylint: disable=protected-access
-  gcs_utils.get_kvstore_for_gcs = lambda path: {"driver": "file", "path": local(path)}
-  gcs_utils.is_hierarchical_namespace_enabled = lambda path: False
+  setattr(gcs_utils, "get_kvstore_for_gcs", lambda path: {"driver": "file", "path": local(path)})
+  setattr(gcs_utils, "is_hierarchical_namespace_enabled", lambda path: False)
   from experiments.runtime import storage  # pylint: disable=g-import-not-at-top
-  storage.gcs_client_missing = lambda: None
+  setattr(storage, "gcs_client_missing", lambda: None)
 
 
 if __name__ == "__main__":

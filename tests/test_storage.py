@@ -192,6 +192,27 @@ def test_paper_recipes_set_the_policy():
     assert f"experiments.train.train.{binding}\n" in text
 
 
+def test_initial_checkpoint_on_gs_restores_params_and_optimizer_state(tmp_path, monkeypatch):
+  sys.path.insert(0, str(FAKE_GCS.parent))
+  import fake_gcs  # pylint: disable=g-import-not-at-top
+  sys.path.pop(0)
+  fake_gcs.install(str(tmp_path / "root"), monkeypatch.setattr)
+  monkeypatch.chdir(tmp_path)
+  params = {"w": np.arange(4, dtype=np.float32)}
+  state = {"step": np.array(7, np.int32), "v": np.full(3, 0.5, np.float32)}
+  ckpt = checkpoints.Checkpointer("gs://bucket/src", async_save=False)
+  ckpt.save(7, params, state, {"step": 7})
+  ckpt.close()
+  step_dir = storage.check_dir("gs://bucket/src", "INITIAL_CHECKPOINT_PATH", checkpoints=True)
+  step_dir = checkpoints.resolve_step_dir(step_dir)
+  assert str(step_dir) == "gs://bucket/src/checkpoints/7"
+  restored = checkpoints.restore_params("gs://bucket/src", params)
+  np.testing.assert_array_equal(restored["w"], params["w"])
+  rest = checkpoints.restore_train_state("gs://bucket/src/checkpoints/7", state)
+  np.testing.assert_array_equal(rest["v"], state["v"])
+  assert sorted(p.name for p in tmp_path.iterdir()) == ["root"]  # no local 'gs:' folder
+
+
 # ------------------------------------------------------------------- the cycle on gs://
 
 
