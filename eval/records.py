@@ -25,12 +25,15 @@ run (about 50,000 rows) takes a few MB.
 from __future__ import annotations
 
 import gzip
+import io
 import json
-import pathlib
+import os
 import zlib
 from typing import Any, Sequence
 
 import numpy as np
+
+from experiments.runtime import storage
 
 RECORDS_FILE = "examples.jsonl.gz"
 COLUMNS = ("task", "prompt", "id", "gold", "chosen", "credit", "chosen_text", "scores", "key",
@@ -73,32 +76,32 @@ class Recorder:
         row["group"] = str(group)
       self.rows.append(row)
 
-  def write(self, output_dir: str | pathlib.Path) -> pathlib.Path | None:
+  def write(self, output_dir: str | os.PathLike) -> storage.Path | None:
     """Writes output_dir/examples.jsonl.gz atomically; nothing (None) when no example was scored."""
     if not self.rows:
       return None  # an evaluation that scored nothing keeps any earlier records
-    out = pathlib.Path(output_dir)
-    target, tmp = out / RECORDS_FILE, out / f".{RECORDS_FILE}.tmp"
+    target = storage.as_path(output_dir) / RECORDS_FILE
+    raw = io.BytesIO()
     # mtime=0: the same outcomes give the same bytes.
-    with open(tmp, "wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb", mtime=0) as f:
+    with gzip.GzipFile(fileobj=raw, mode="wb", mtime=0) as f:
       for row in self.rows:
         f.write((json.dumps(row, separators=(",", ":"), ensure_ascii=False) + "\n").encode())
-    tmp.replace(target)
+    storage.write_bytes(target, raw.getvalue())  # atomically
     return target
 
 
-def read(path: str | pathlib.Path):
+def read(path: str | os.PathLike):
   """The records of an evaluation (its folder or the file) as a pandas DataFrame."""
   import pandas as pd  # pylint: disable=g-import-not-at-top
 
-  path = pathlib.Path(path)
+  path = storage.as_path(path)
   if path.is_dir():
     path = path / RECORDS_FILE
   if not path.is_file():
     raise FileNotFoundError(f"No per-example records at {path} (written by eval.zero_shot beside "
                             "results.json; an evaluation older than them has none).")
-  with gzip.open(path, "rt", encoding="utf-8") as f:
-    rows = [json.loads(line) for line in f if line.strip()]
+  text = gzip.decompress(path.read_bytes()).decode("utf-8")
+  rows = [json.loads(line) for line in text.splitlines() if line.strip()]
   return pd.DataFrame(rows, columns=list(COLUMNS))
 
 

@@ -47,9 +47,9 @@ import importlib.metadata
 import inspect
 import json
 import logging
+import os
 import pathlib
 import subprocess
-import tempfile
 import time
 from typing import Any, Mapping, Sequence
 
@@ -73,6 +73,7 @@ from experiments.runtime import checkpoints
 from experiments.runtime import distributed
 from experiments.runtime import errors
 from experiments.runtime import gin_utils
+from experiments.runtime import storage
 from experiments.runtime.errors import ConfigError
 
 RESULTS_FILE = "results.json"
@@ -100,17 +101,18 @@ def check_dirs(output_dir: str | pathlib.Path | None,
         "multiple_choice/, anli/, blimp/; leave it None to read TFDS only).")
   if output_dir is None:
     return
-  out = pathlib.Path(output_dir)
-  if out.exists() and not out.is_dir():
-    raise EvalConfigError(f"EVAL_OUTPUT_DIR = '{output_dir}' is a file; results.json needs a "
-                          "folder there.")
-  try:
-    out.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryFile(dir=out):
-      pass
-  except OSError as e:
-    raise EvalConfigError(f"EVAL_OUTPUT_DIR = '{output_dir}' is not a writable folder "
-                          f"({e.strerror or e}); results.json is written there.") from None
+  try:  # a local folder or a URI (experiments/runtime/storage.py)
+    storage.check_dir(output_dir, "EVAL_OUTPUT_DIR", create=True, writable=True)
+  except storage.StorageError as e:
+    if isinstance(e, storage.NotAFolderError):
+      raise EvalConfigError(f"EVAL_OUTPUT_DIR = '{output_dir}' is a file; results.json needs a "
+                            "folder there.") from None
+    cause = e.__cause__
+    if not storage.is_uri(output_dir) and isinstance(cause, OSError):
+      raise EvalConfigError(
+          f"EVAL_OUTPUT_DIR = '{output_dir}' is not a writable folder "
+          f"({cause.strerror or cause}); results.json is written there.") from None
+    raise EvalConfigError(f"{e} results.json is written there.") from cause
 
 
 def check_templates(suite: suites_lib.Suite,
@@ -355,8 +357,11 @@ def _nothing_scored(suite: suites_lib.Suite | str, missing: Mapping[str, str], l
 
 
 def _lm_eval_data_dir(output_dir) -> pathlib.Path | None:
-  """Where an lm_eval: suite writes the local files it converts (None: a temporary folder)."""
-  if output_dir is None:
+  """Where an lm_eval: suite writes the local files it converts (None: a temporary folder).
+
+  lm-eval reads local JSON only, so an EVAL_OUTPUT_DIR that is a URI gets a temporary folder.
+  """
+  if output_dir is None or storage.is_uri(output_dir):
     return None
   return pathlib.Path(output_dir) / lm_eval_suite.OUTPUT_DIR / "data"
 
@@ -386,20 +391,20 @@ def evaluate_lm_eval(model: Any, params: Any, vocabulary: Any, plan: "lm_eval_su
   return results
 
 
-def _has_scores(path: pathlib.Path) -> bool:
+def _has_scores(path: storage.Path) -> bool:
   try:
     return bool(json.loads(path.read_text(encoding="utf-8")).get("tasks"))
   except (OSError, ValueError, AttributeError):
     return False
 
 
-def write_results(results: Mapping[str, Any], output_dir: str | pathlib.Path) -> pathlib.Path:
+def write_results(results: Mapping[str, Any], output_dir: str | os.PathLike) -> storage.Path:
   """Writes results.json atomically (a reader never sees half a file); returns its path.
 
   Results that scored no task never replace a results.json that has scores: they go beside it as
   results.<UTC time>.json.
   """
-  out = pathlib.Path(output_dir)
+  out = storage.as_path(output_dir)
   out.mkdir(parents=True, exist_ok=True)
   target = out / RESULTS_FILE
   if not results["tasks"] and _has_scores(target):
@@ -407,13 +412,11 @@ def write_results(results: Mapping[str, Any], output_dir: str | pathlib.Path) ->
     target = out / f"results.{stamp}.json"
     logging.warning("eval: nothing scored; %s keeps its scores, this evaluation is in %s",
                     out / RESULTS_FILE, target.name)
-  tmp = out / f".{target.name}.tmp"
-  tmp.write_text(json.dumps(results, indent=2, sort_keys=False) + "\n", encoding="utf-8")
-  tmp.replace(target)
+  storage.write_text(target, json.dumps(results, indent=2, sort_keys=False) + "\n")
   return target
 
 
-def restore_for_eval(model: Any, checkpoint_path: str | pathlib.Path, batch_size: int = 1,
+def restore_for_eval(model: Any, checkpoint_path: str | os.PathLike, batch_size: int = 1,
                      feature_lengths: Mapping[str, int] | None = None) -> Any:
   """Parameters of `checkpoint_path` restored into `model`'s tree (mismatch: a clear error)."""
   lengths = dict(feature_lengths or {"inputs": 8, "targets": 8})
@@ -452,6 +455,10 @@ def evaluate_checkpoint(model: Any = gin.REQUIRED, vocabulary: Any = gin.REQUIRE
   templates = get_templates(prompt_source, suite_spec)
   check_templates(suite_spec, templates)
   check_dirs(output_dir, local_data_dir)
+  try:  # its filesystem answers (a URI: scheme, network, credentials) before any scoring
+    storage.check_dir(checkpoint_path, "CHECKPOINT_PATH", checkpoints=True)
+  except storage.StorageError as e:
+    raise EvalConfigError(str(e)) from e.__cause__
   windows = continuation_lib.run_windows(
       corpus, vocabulary, continuation_config, scoring_config or rc.ScoringConfig()
   ) if continuation_loss else None

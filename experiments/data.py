@@ -20,8 +20,8 @@ from __future__ import annotations
 import importlib
 import logging
 import os
-import pathlib
 import shutil
+import tempfile
 from typing import Mapping
 
 import jax
@@ -29,6 +29,7 @@ import numpy as np
 import seqio
 
 from experiments.runtime import errors
+from experiments.runtime import storage
 
 DATA_STATE_SUBDIR = "data_state"
 
@@ -109,13 +110,24 @@ def check_corpus_size(task_name: str, raw_length: int, batch_size: int) -> None:
         f"example). Give it more text, or lower BATCH_SIZE or TASK_FEATURE_LENGTHS.")
 
 
-def _state_dir(model_dir: pathlib.Path, step: int) -> pathlib.Path:
+# On a URI the state is uploaded, then this marker: objects have no atomic folder rename.
+COMPLETE_MARKER = "COMPLETE"
+
+
+def _state_dir(model_dir: str | os.PathLike, step: int) -> storage.Path:
   """This host's iterator state for checkpoint `step` (one directory per host)."""
-  return pathlib.Path(model_dir) / DATA_STATE_SUBDIR / str(step) / f"host{jax.process_index()}"
+  return (storage.as_path(model_dir) / DATA_STATE_SUBDIR / str(step)
+          / f"host{jax.process_index()}")
 
 
-def _state_prefix(model_dir: pathlib.Path, step: int) -> str:
+def _state_prefix(model_dir: str | os.PathLike, step: int) -> str:
   return str(_state_dir(model_dir, step) / "iterator")
+
+
+def _state_complete(state_dir: storage.Path) -> bool:
+  if storage.is_uri(state_dir):
+    return (state_dir / COMPLETE_MARKER).exists()
+  return (state_dir / "iterator.index").exists()
 
 
 class TrainData:
@@ -123,21 +135,26 @@ class TrainData:
 
   def __init__(self, task_name: str, task_feature_lengths: Mapping[str, int],
                feature_converter: seqio.FeatureConverter, global_batch_size: int, seed: int,
-               model_dir: pathlib.Path, position: int = 0, state_step: int | None = None,
+               model_dir: str | os.PathLike, position: int = 0, state_step: int | None = None,
                use_cached: bool = False, save_iterator_state: bool = True):
     import objectives  # pylint: disable=g-import-not-at-top
     hosts = jax.process_count()
     if global_batch_size % hosts:
       raise ValueError(
           f"BATCH_SIZE {global_batch_size} is not divisible by the number of hosts ({hosts}).")
-    self.model_dir = pathlib.Path(model_dir)
+    self.model_dir = storage.as_path(model_dir)
     self.save_iterator_state = save_iterator_state
     shard = seqio.ShardInfo(index=jax.process_index(), num_shards=hosts) if hosts > 1 else None
     prefix = None
+    self._local_state = None  # a local copy of a URI's state, which tf.data reads
     if state_step is not None and save_iterator_state:
-      candidate = _state_prefix(self.model_dir, state_step)
-      if os.path.exists(candidate + ".index"):
-        prefix = candidate
+      state_dir = _state_dir(self.model_dir, state_step)
+      if _state_complete(state_dir):
+        prefix = str(state_dir / "iterator")
+        if storage.is_uri(state_dir):
+          self._local_state = tempfile.mkdtemp(prefix="data_state_")
+          storage.download_tree(state_dir, self._local_state)
+          prefix = os.path.join(self._local_state, "iterator")
     logging.info("Data: %s at position %d (%s).", task_name, position,
                  "restoring the iterator state" if prefix else
                  ("replaying the pipeline" if position else "from the start"))
@@ -145,6 +162,8 @@ class TrainData:
         task_name, task_feature_lengths, feature_converter, global_batch_size // hosts, seed,
         shard_info=shard, start_step=position, state_prefix=prefix, use_cached=use_cached)
     self._state_failed = False
+    if self._local_state is not None:
+      shutil.rmtree(self._local_state, ignore_errors=True)
 
   @property
   def position(self) -> int:
@@ -157,24 +176,36 @@ class TrainData:
     return {k: np.asarray(v, np.int32) for k, v in next(self._it).items()}
 
   def save_state(self, step: int, keep_steps: list[int] | None = None) -> None:
-    """Writes the iterator state for checkpoint `step` atomically; prunes states not in keep."""
+    """Writes the iterator state for checkpoint `step` atomically; prunes states not in keep.
+
+    tf.data writes it to a local folder: renamed into place locally, uploaded (then its
+    COMPLETE_MARKER) to a URI, so every MODEL_DIR goes through the one path layer.
+    """
     if not self.save_iterator_state or self._state_failed:
       return
     final = _state_dir(self.model_dir, step)
-    if final.exists():
+    uri = storage.is_uri(final)
+    if _state_complete(final) if uri else final.exists():
       return
-    tmp = final.with_name(final.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
+    tmp = (tempfile.mkdtemp(prefix="data_state_") if uri
+           else os.fspath(final.with_name(final.name + ".tmp")))
+    if not uri:
+      shutil.rmtree(tmp, ignore_errors=True)
+      os.makedirs(tmp)
     try:
-      self._it.save(str(tmp / "iterator"))
+      self._it.save(os.path.join(tmp, "iterator"))
     except Exception as e:  # pylint: disable=broad-except
       # Some pipelines hold state tf.data cannot save; replay is still exact, only slower.
       logging.warning("Cannot save the data iterator state (%s); resume will replay.", e)
       self._state_failed = True
       shutil.rmtree(tmp, ignore_errors=True)
       return
-    os.replace(tmp, final)
+    if uri:
+      storage.upload_tree(tmp, final)
+      (final / COMPLETE_MARKER).write_text("")
+      shutil.rmtree(tmp, ignore_errors=True)
+    else:
+      os.replace(tmp, final)
     if keep_steps is not None:
       self.prune(keep_steps)
 
@@ -184,8 +215,11 @@ class TrainData:
       return
     for child in root.iterdir():
       if child.name.isdigit() and int(child.name) not in keep_steps:
-        shutil.rmtree(child / f"host{jax.process_index()}", ignore_errors=True)
+        host = child / f"host{jax.process_index()}"
+        if host.exists():
+          host.rmtree()
         try:
-          child.rmdir()  # the last host out removes the step's directory
+          if not any(child.iterdir()):
+            child.rmdir()  # the last host out removes the step's directory
         except OSError:
           pass

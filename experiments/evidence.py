@@ -32,6 +32,7 @@ import pandas as pd
 
 from eval import records as records_lib
 from experiments import stats
+from experiments.runtime import storage
 
 DEGENERATE_SHARE = 0.9
 ALPHA = 0.05
@@ -73,7 +74,7 @@ def eval_dir(grid_dir: str, row: Mapping[str, Any]) -> str:
   """Where a results.csv row's evaluation wrote results.json (and its records)."""
   given = row.get("eval_dir")
   if isinstance(given, str) and given:
-    return given if os.path.isabs(given) else os.path.join(grid_dir, given)
+    return given if storage.is_abs(given) else os.path.join(grid_dir, given)
   # The grid's layout (experiments/grid_plan.py): cells/<slug>/eval_<trained stage>/<suite>.
   # Imported here: grid_spec loads the registries (JAX, seqio), which a reader of a results.csv
   # that names its eval_dir never needs.
@@ -88,7 +89,7 @@ def load_records(df: pd.DataFrame, grid_dir: str) -> dict[tuple, pd.DataFrame]:
   out = {}
   for key, rows in df.groupby(keys, sort=False):
     path = os.path.join(eval_dir(grid_dir, rows.iloc[0].to_dict()), records_lib.RECORDS_FILE)
-    if os.path.isfile(path):
+    if storage.is_file(path):
       out[key] = records_lib.by_group(records_lib.read(path))  # acc_all: one row per question
   return out
 
@@ -288,9 +289,8 @@ def findings(ev: Mapping[str, Any], cells: Iterable[Mapping[str, Any]], n_boot: 
 def grid_cells(grid_dir: str, df: pd.DataFrame) -> list[dict]:
   """The grid's cell dicts (grid.json), else the cells of results.csv without sources."""
   path = os.path.join(grid_dir, "grid.json")
-  if os.path.isfile(path):
-    with open(path, encoding="utf-8") as f:
-      return list(json.load(f).get("definition", {}).get("cells", []))
+  if storage.is_file(path):
+    return list(json.loads(storage.read_text(path)).get("definition", {}).get("cells", []))
   cells = df[["cell", "objective"]].drop_duplicates()
   return [{"name": c, "objective": o} for c, o in cells.itertuples(index=False)]
 

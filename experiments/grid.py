@@ -35,6 +35,7 @@ import gin
 import seqio
 
 from experiments.runtime import gin_utils
+from experiments.runtime import storage
 from experiments import grid_plan
 from experiments import grid_spec
 from experiments import results as results_lib
@@ -59,9 +60,8 @@ def check_grid_dir(grid: Grid, grid_dir: str) -> None:
   """Writes GRID_DIR/grid.json, or refuses a GRID_DIR made by another grid definition."""
   path = os.path.join(grid_dir, GRID_JSON)
   definition, fp = grid.definition(), grid.fingerprint()
-  if os.path.isfile(path):
-    with open(path, encoding="utf-8") as f:
-      old = json.load(f)
+  if storage.is_file(path):
+    old = json.loads(storage.read_text(path))
     if old.get("fingerprint") != fp:
       old_def = old.get("definition", {})
       diff = sorted(k for k in set(definition) | set(old_def)
@@ -74,21 +74,18 @@ def check_grid_dir(grid: Grid, grid_dir: str) -> None:
     if old.get("definition") == definition:
       return
     # Only the seeds differ (not in the fingerprint): record the seeds of this run.
-  os.makedirs(grid_dir, exist_ok=True)
-  with open(path + ".tmp", "w", encoding="utf-8") as f:
-    json.dump({"name": grid.name, "fingerprint": fp, "definition": definition}, f, indent=2)
-  os.replace(path + ".tmp", path)
+  storage.makedirs(grid_dir)
+  storage.write_text(path, json.dumps({"name": grid.name, "fingerprint": fp,
+                                       "definition": definition}, indent=2))
 
 
 def is_done(stage: Stage) -> bool:
-  return os.path.isfile(os.path.join(stage.dir, DONE))
+  return storage.is_file(os.path.join(stage.dir, DONE))
 
 
 def _write_json(path: str, obj: Any) -> None:
-  os.makedirs(os.path.dirname(path), exist_ok=True)
-  with open(path + ".tmp", "w", encoding="utf-8") as f:
-    json.dump(obj, f, indent=2, default=str)
-  os.replace(path + ".tmp", path)
+  storage.makedirs(os.path.dirname(path))
+  storage.write_text(path, json.dumps(obj, indent=2, default=str))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -177,7 +174,7 @@ def _interruptions() -> tuple[type[BaseException], ...]:
 
 def run_stage(stage: Stage) -> dict:
   """Runs one stage and writes its DONE file last; on failure writes ERROR and re-raises."""
-  os.makedirs(stage.dir, exist_ok=True)
+  storage.makedirs(stage.dir)
   err_path = os.path.join(stage.dir, ERROR)
   start = time.time()
   try:
@@ -185,13 +182,12 @@ def run_stage(stage: Stage) -> dict:
   except _interruptions():
     raise  # not a failure: the stage is unfinished and resumes on the next run
   except BaseException:
-    with open(err_path, "w", encoding="utf-8") as f:
-      f.write(traceback.format_exc())
+    storage.write_text(err_path, traceback.format_exc())
     raise
-  if stage.kind == "eval" and not os.path.isfile(os.path.join(stage.dir, "results.json")):
+  if stage.kind == "eval" and not storage.is_file(os.path.join(stage.dir, "results.json")):
     _write_json(os.path.join(stage.dir, "results.json"), out)
-  if os.path.exists(err_path):
-    os.remove(err_path)
+  if storage.exists(err_path):
+    storage.as_path(err_path).unlink()
   summary = {"stage": stage.id, "cell": stage.cell.name, "seconds": round(time.time() - start, 1),
              "finished": datetime.datetime.now(datetime.timezone.utc).isoformat(),
              "end_step": stage.end_step, **({"seed": stage.seed} if stage.seed is not None else {})}
@@ -262,9 +258,8 @@ def _relative(text: str) -> str:
 
 
 def _write_error(stage: Stage, message: str) -> None:
-  os.makedirs(stage.dir, exist_ok=True)
-  with open(os.path.join(stage.dir, ERROR), "w", encoding="utf-8") as f:
-    f.write(message + "\n")
+  storage.makedirs(stage.dir)
+  storage.write_text(os.path.join(stage.dir, ERROR), message + "\n")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -280,7 +275,7 @@ def collect(grid: Grid, grid_dir: str, stages: Sequence[Stage] | None = None) ->
   rows, continuation = [], {}
   for s in stages:
     path = os.path.join(s.dir, "results.json")
-    if s.kind != "eval" or not is_done(s) or not os.path.isfile(path):
+    if s.kind != "eval" or not is_done(s) or not storage.is_file(path):
       continue
     labels = dict(grid=grid.name, cell=s.cell.name, arch=s.cell.arch,
                   objective=s.cell.objective, stage=s.trained, phase=s.phase, step=s.end_step,
@@ -288,11 +283,11 @@ def collect(grid: Grid, grid_dir: str, stages: Sequence[Stage] | None = None) ->
     results = results_lib.load_results_json(path)
     # eval_dir: where the records are; with seed folders the layout alone cannot say.
     rows += results_lib.rows_from_results(results, suite=s.suite,
-                                          eval_dir=os.path.relpath(s.dir, grid_dir), **labels)
+                                          eval_dir=storage.relative(s.dir, grid_dir), **labels)
     unit = (s.cell.name, s.seed, s.trained)
     if unit not in continuation:
       row = results_lib.continuation_row(results, suite=s.suite,
-                                         eval_dir=os.path.relpath(s.dir, grid_dir), **labels)
+                                         eval_dir=storage.relative(s.dir, grid_dir), **labels)
       if row is not None:
         continuation[unit] = row
   results_lib.write_continuation_csv(
@@ -505,6 +500,13 @@ def main(argv: Sequence[str]) -> int:
   grid, grid_dir = grid_spec.load(files, bindings)
   if not grid_dir:
     raise GridError("GRID_DIR is not set: add --gin.GRID_DIR=\"'runs/<name>'\".")
+  try:  # its scheme always; its filesystem (created, writable) before a run trains anything
+    if args.print_commands or args.dry_run:
+      storage.check_scheme(grid_dir, "GRID_DIR", checkpoints=True)
+    else:
+      storage.check_dir(grid_dir, "GRID_DIR", create=True, writable=True, checkpoints=True)
+  except storage.StorageError as e:
+    raise GridError(str(e)) from e.__cause__
   if args.print_commands:
     if grid.seeds:
       print(f"# {seeds_note(grid.seeds)}")

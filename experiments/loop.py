@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import os
-import pathlib
 import signal
 import sys
 import threading
@@ -166,7 +165,9 @@ def train(
     random_seed: int = 0,
     num_microbatches: int = 1,
     checkpoint_period: int = 1000,
-    keep_checkpoints: int | None = None,
+    keep_checkpoints: int | None = 3,
+    keep_period: int | None = None,
+    checkpoint_minutes: float | None = None,
     async_checkpointing: bool = True,
     log_period: int = 100,
     pack: bool = True,
@@ -189,6 +190,9 @@ def train(
   (None: never) and at the last step, the loss on `eval_steps` validation batches is logged as
   eval/ metrics (experiments/validation.py). `profile_steps` = (start, stop) traces steps start
   to stop - 1 with jax.profiler into MODEL_DIR/plugins/profile (experiments/profiling.py).
+  eval/ metrics (experiments/validation.py). Checkpoints: every `checkpoint_period` steps, at the
+  end, and `checkpoint_minutes` after the last save (None: no time-based save); the last
+  `keep_checkpoints` (None: all) are kept, plus every step divisible by `keep_period` for good.
   """
   distributed.maybe_initialize()
   accelerators.start_up()  # after jax.distributed: TF off the GPUs, JAX not silently on the CPU
@@ -199,6 +203,7 @@ def train(
         batch_size=batch_size, optimizer=optimizer, num_microbatches=num_microbatches,
         checkpoint_period=checkpoint_period, log_period=log_period,
         initial_checkpoint_path=initial_checkpoint_path)
+    run_config.check_checkpoint_policy(keep_checkpoints, keep_period, checkpoint_minutes)
     validate = validation.enabled(eval_period, eval_steps)
     profiling.check_steps(profile_steps)  # a bad window stops the run before any compilation
     partitioner = partitioner or partitioning.Partitioner()
@@ -220,7 +225,9 @@ def train(
                                 task_feature_lengths=task_feature_lengths, batch_size=batch_size,
                                 model_description=description)
       checkpointer = ckpt_lib.Checkpointer(model_dir, keep=keep_checkpoints,
-                                           async_save=async_checkpointing)
+                                           async_save=async_checkpointing, keep_period=keep_period,
+                                           save_minutes=checkpoint_minutes,
+                                           time_check_period=log_period)
       try:
         state, position, resumed_step = _initial_state(
             builder, checkpointer, initial_checkpoint_path, random_seed, train_steps,
@@ -387,7 +394,8 @@ def _loop(step_fn, builder, state, batches, first_batch, checkpointer, writer, m
       period_start += time.perf_counter() - eval_start  # s/step counts training only
     stop = vote.agreed(signals.signum)  # every process: the same answer at the same step
     preempted = stop != 0
-    if step % checkpoint_period == 0 or step == train_steps or preempted:
+    timed = checkpointer.time_due(step)  # on several hosts a collective: every host calls it
+    if step % checkpoint_period == 0 or step == train_steps or preempted or timed:
       check(*pending)
       batches.save_state(step, keep_steps=checkpointer.all_steps() + [step])
       checkpointer.save(step, state.params, state.train_state_item(),

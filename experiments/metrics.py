@@ -15,7 +15,6 @@ import dataclasses
 import json
 import logging
 import os
-import pathlib
 import re
 import time
 from typing import Any, Mapping
@@ -24,6 +23,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from experiments.runtime import storage
 
 @dataclasses.dataclass(frozen=True)
 class Peak:
@@ -130,18 +130,23 @@ class MetricsWriter:
   interrupted earlier attempt wrote, in both, so no step ever has two rows.
   """
 
-  def __init__(self, model_dir: str | pathlib.Path, start_step: int, tensorboard: bool = True):
+  def __init__(self, model_dir: str | os.PathLike, start_step: int, tensorboard: bool = True):
     self.enabled = jax.process_index() == 0
-    self.path = pathlib.Path(model_dir) / "metrics.jsonl"
+    self.path = storage.as_path(model_dir) / "metrics.jsonl"
+    self._uri = storage.is_uri(self.path)
+    self._text = ""  # on a URI: the file's lines, rewritten whole (objects cannot be appended)
     self._tb = None
     if not self.enabled:
       return
     self._drop_after(start_step)
+    if self._uri and self.path.is_file():
+      self._text = self.path.read_text()
     if tensorboard:
       try:
         from tensorboardX import SummaryWriter  # pylint: disable=g-import-not-at-top
+        storage.register_tensorboard(model_dir)
         # purge_step: TensorBoard hides this run's earlier events from that step on.
-        self._tb = SummaryWriter(logdir=str(pathlib.Path(model_dir) / "train"),
+        self._tb = SummaryWriter(logdir=storage.join(storage.as_path(model_dir), "train"),
                                  purge_step=start_step + 1)
       except Exception as e:  # pylint: disable=broad-except
         logging.warning("TensorBoard events disabled: %s", e)
@@ -153,16 +158,19 @@ class MetricsWriter:
     lines = self.path.read_text().splitlines()
     keep = [line for line in lines if line.strip() and json.loads(line).get("step", 0) <= step]
     if len(keep) != len(lines):
-      tmp = self.path.with_suffix(".jsonl.tmp")
-      tmp.write_text("".join(line + "\n" for line in keep))
-      os.replace(tmp, self.path)
+      storage.write_text(self.path, "".join(line + "\n" for line in keep))
 
   def write(self, step: int, metrics: Mapping[str, float]) -> None:
     if not self.enabled:
       return
     record = {"step": int(step), **{k: v for k, v in metrics.items()}}
-    with self.path.open("a") as f:
-      f.write(json.dumps(record, sort_keys=True) + "\n")
+    line = json.dumps(record, sort_keys=True) + "\n"
+    if self._uri:
+      self._text += line
+      self.path.write_text(self._text)
+    else:
+      with open(self.path, "a", encoding="utf-8") as f:
+        f.write(line)
     if self._tb is not None:
       for key, value in metrics.items():
         if isinstance(value, (int, float)) and np.isfinite(value):
@@ -175,9 +183,9 @@ class MetricsWriter:
       self._tb.close()
 
 
-def read_metrics(model_dir: str | pathlib.Path) -> list[dict]:
+def read_metrics(model_dir: str | os.PathLike) -> list[dict]:
   """All records of MODEL_DIR/metrics.jsonl."""
-  path = pathlib.Path(model_dir) / "metrics.jsonl"
+  path = storage.as_path(model_dir) / "metrics.jsonl"
   if not path.is_file():
     return []
   return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]

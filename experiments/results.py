@@ -12,6 +12,7 @@ with the continuation-loss table.
 
 from __future__ import annotations
 
+import io
 import json
 import math
 import os
@@ -22,6 +23,7 @@ import pandas as pd
 
 from experiments import evidence
 from experiments import stats
+from experiments.runtime import storage
 
 # "seed" only in a grid with seeds: its presence switches on the statistics over seeds.
 COLUMNS = ("grid", "cell", "arch", "objective", "stage", "phase", "step", "seed", "suite", "task",
@@ -70,9 +72,7 @@ def _write(rows: Iterable[Mapping[str, Any]], columns: Iterable[str], path: str)
   rows = list(rows)
   cols = [c for c in columns if c != "seed" or any(r.get("seed") is not None for r in rows)]
   df = pd.DataFrame(rows, columns=cols)
-  tmp = path + ".tmp"
-  df.to_csv(tmp, index=False)
-  os.replace(tmp, path)
+  storage.write_csv(df, path, index=False)
   return df
 
 
@@ -87,15 +87,15 @@ def write_continuation_csv(rows: Iterable[Mapping[str, Any]], path: str) -> pd.D
 
 def read_continuation_csv(grid_dir: str) -> pd.DataFrame | None:
   path = os.path.join(grid_dir, CONTINUATION_CSV)
-  return pd.read_csv(path) if os.path.isfile(path) else None
+  return storage.read_csv(path) if storage.is_file(path) else None
 
 
 def read_csv(grid_dir: str) -> pd.DataFrame:
   path = os.path.join(grid_dir, RESULTS_CSV)
-  if not os.path.isfile(path):
+  if not storage.is_file(path):
     raise FileNotFoundError(f"No {RESULTS_CSV} in {grid_dir}: run the grid first "
                             f"(python -m experiments.grid --gin_file=... --gin.GRID_DIR=...).")
-  return pd.read_csv(path)
+  return storage.read_csv(path)
 
 
 def _seed(df: pd.DataFrame) -> list[str]:
@@ -195,8 +195,10 @@ def plot_summary(df: pd.DataFrame, path: str, cells_order: Iterable[str] | None 
     ax.set_title(suite + (" (95% intervals)" if intervals is not None else ""))
     ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
   fig.tight_layout()
-  fig.savefig(path, dpi=100, bbox_inches="tight")
+  buffer = io.BytesIO()
+  fig.savefig(buffer, format="png", dpi=100, bbox_inches="tight")
   plt.close(fig)
+  storage.write_bytes(path, buffer.getvalue())
 
 
 def examples_note(df: pd.DataFrame) -> str:
@@ -260,24 +262,23 @@ def write_summary(df: pd.DataFrame, grid_dir: str, cells_order=None, notes: str 
   tasks.csv and findings.csv (experiments/evidence.py); `continuation` (continuation.csv) adds the
   held-out loss table. Returns the markdown."""
   table = summary_table(df, cells_order)
-  table.to_csv(os.path.join(grid_dir, SUMMARY_CSV))
+  storage.write_csv(table, os.path.join(grid_dir, SUMMARY_CSV))
   ev = evidence.evidence(df, grid_dir)
   found = evidence.findings(ev, evidence.grid_cells(grid_dir, df))
-  ev["suites"].to_csv(os.path.join(grid_dir, INTERVALS_CSV), index=False)
-  ev["tasks"].to_csv(os.path.join(grid_dir, TASKS_CSV), index=False)
-  found.to_csv(os.path.join(grid_dir, FINDINGS_CSV), index=False)
+  storage.write_csv(ev["suites"], os.path.join(grid_dir, INTERVALS_CSV), index=False)
+  storage.write_csv(ev["tasks"], os.path.join(grid_dir, TASKS_CSV), index=False)
+  storage.write_csv(found, os.path.join(grid_dir, FINDINGS_CSV), index=False)
   seeds = (f"Scores: the mean over seeds {', '.join(map(str, sorted(df['seed'].unique())))} (per "
            "seed, and the interval over seeds, below).\n\n" if _seed(df) else "")
   md = (seeds + to_markdown(table) + "\n\n" + examples_note(df) + "\n\n"
         + evidence.markdown(ev, found))
   if continuation is not None:
     md += "\n\n" + continuation_markdown(continuation, cells_order)
-  with open(os.path.join(grid_dir, SUMMARY_MD), "w", encoding="utf-8") as f:
-    f.write(md + "\n" + (f"\n{notes}\n" if notes else ""))
+  storage.write_text(os.path.join(grid_dir, SUMMARY_MD),
+                     md + "\n" + (f"\n{notes}\n" if notes else ""))
   plot_summary(df, os.path.join(grid_dir, SUMMARY_PNG), cells_order, evidence.error_bars(ev))
   return md
 
 
 def load_results_json(path: str) -> dict[str, Any]:
-  with open(path, encoding="utf-8") as f:
-    return json.load(f)
+  return json.loads(storage.read_text(path))

@@ -15,10 +15,8 @@ import inspect
 import json
 import logging
 import os
-import pathlib
 import socket
 import sys
-import tempfile
 from typing import Any, Mapping, Sequence
 
 import gin
@@ -33,6 +31,7 @@ from experiments.runtime import checkpoints as ckpt_lib
 from experiments import data as data_lib
 from experiments import optimizers as optimizers_lib
 from experiments.runtime import errors
+from experiments.runtime import storage
 
 _MODEL_API = ("loss_fn", "input_shapes", "get_initial_variables", "feature_converter_cls")
 LOCK_FILE = "LOCK"
@@ -52,7 +51,7 @@ class ResumeMismatchError(ConfigError):
 
 @dataclasses.dataclass(frozen=True)
 class Prepared:
-  model_dir: pathlib.Path
+  model_dir: str  # as given: a local path or a URI
   raw_length: int | None  # corpus tokens per example ('{corpus}_{objective}' tasks), else None
 
 
@@ -71,25 +70,32 @@ def check_train_bindings(train_fn) -> None:
                       f"gin_configs/runs/pretrain.gin to the stack.")
 
 
-def _positive_int(name: str, value: Any) -> None:
+def _positive_int(name: str, value: Any, extra: str = "") -> None:
   if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-    raise ConfigError(f"{name} must be a positive integer, got {value!r}.")
+    raise ConfigError(f"{name} must be a positive integer{extra}, got {value!r}.")
 
 
-def check_model_dir(model_dir: Any) -> pathlib.Path:
-  """MODEL_DIR exists (created if needed) and is writable."""
-  if not isinstance(model_dir, (str, os.PathLike)) or not str(model_dir):
-    raise ConfigError(f"MODEL_DIR must be a path string, got {model_dir!r}.")
-  path = pathlib.Path(model_dir).expanduser().absolute()  # orbax needs absolute paths
-  if path.exists() and not path.is_dir():
-    raise ConfigError(f"MODEL_DIR = {str(model_dir)!r} is a file, expected a folder.")
+def check_model_dir(model_dir: Any) -> storage.Path:
+  """MODEL_DIR exists (created if needed) and is writable, on a filesystem orbax can checkpoint
+  to (a local folder or gs://, experiments/runtime/storage.py)."""
   try:
-    path.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile(dir=path, prefix=".write_test_"):
-      pass
-  except OSError as e:
-    raise ConfigError(f"MODEL_DIR = {str(model_dir)!r} is not writable: {e.strerror or e}.") from e
-  return path
+    return storage.check_dir(model_dir, "MODEL_DIR", create=True, writable=True, checkpoints=True)
+  except storage.StorageError as e:
+    raise ConfigError(str(e)) from e.__cause__
+
+
+def check_checkpoint_policy(keep: Any, keep_period: Any, minutes: Any) -> None:
+  """train.keep_checkpoints, keep_period (positive ints or None), checkpoint_minutes (> 0, None)."""
+  for name, value in (("train.keep_checkpoints", keep), ("train.keep_period", keep_period)):
+    if value is not None:
+      _positive_int(name, value, " or None")
+  if minutes is not None and (isinstance(minutes, bool) or not isinstance(minutes, (int, float))
+                              or not minutes > 0):
+    raise ConfigError(f"train.checkpoint_minutes must be a positive number of minutes or None, "
+                      f"got {minutes!r}.")
+  if keep_period is not None and keep is None:
+    raise ConfigError(f"train.keep_period = {keep_period} with train.keep_checkpoints = None: "
+                      f"every checkpoint is kept already; set keep_checkpoints (the last K) too.")
 
 
 def check_and_prepare(*, model, model_dir, task_name, task_feature_lengths, train_steps,
@@ -124,14 +130,18 @@ def check_and_prepare(*, model, model_dir, task_name, task_feature_lengths, trai
   check_converter_lengths(model, task, task_feature_lengths)
   _check_vocab(model, task)
   raw_length = objectives_validation(model, task_name, task_feature_lengths)
+  try:  # the scheme now, the filesystem in check_model_dir (before compilation)
+    storage.check_scheme(model_dir, "MODEL_DIR", checkpoints=True)
+    if initial_checkpoint_path:
+      storage.check_dir(initial_checkpoint_path, "INITIAL_CHECKPOINT_PATH", checkpoints=True)
+  except storage.StorageError as e:
+    raise ConfigError(str(e)) from e.__cause__
   if initial_checkpoint_path:
     try:
       ckpt_lib.resolve_step_dir(initial_checkpoint_path)
     except ckpt_lib.CheckpointError as e:
       raise ConfigError(f"INITIAL_CHECKPOINT_PATH: {e}") from e
-  if not isinstance(model_dir, (str, os.PathLike)) or not str(model_dir):
-    raise ConfigError(f"MODEL_DIR must be a path string, got {model_dir!r}.")
-  return Prepared(model_dir=pathlib.Path(model_dir), raw_length=raw_length)
+  return Prepared(model_dir=os.fspath(model_dir), raw_length=raw_length)
 
 
 def _check_vocab(model, task) -> None:
@@ -192,14 +202,18 @@ class ModelDirLock:
   from here) with the file to delete. Only process 0 of a multi-host run takes it.
   """
 
-  def __init__(self, model_dir: pathlib.Path):
-    self.path = pathlib.Path(model_dir) / LOCK_FILE
+  def __init__(self, model_dir: str | os.PathLike):
+    self.uri = storage.is_uri(model_dir)
+    self.path = storage.as_path(model_dir) / LOCK_FILE
     self._fd: int | None = None
+    self._record: str | None = None
 
   def __enter__(self) -> "ModelDirLock":
     import jax  # pylint: disable=g-import-not-at-top
     if jax.process_index() != 0:
       return self
+    if self.uri:
+      return self._enter_uri()
     while True:
       fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
       try:
@@ -229,14 +243,36 @@ class ModelDirLock:
     if previous:
       logging.warning("Taking over the lock of %s: its process %s is gone.", self.path.parent,
                       previous.get("pid"))
-    record = {"host": here, "pid": os.getpid(),
-              "started": datetime.datetime.now(datetime.timezone.utc).isoformat(),
-              "command": " ".join(sys.argv)[:500]}
+    record = self._new_record()
     os.ftruncate(fd, 0)
     os.write(fd, (json.dumps(record) + "\n").encode())
     os.fsync(fd)
     self._fd = fd
     return self
+
+  def _enter_uri(self) -> "ModelDirLock":
+    """An object store has no flock: the LOCK object names its holder; one of this host whose
+    process is gone is taken over, any other refused. Two runs starting within the same moment
+    can both pass (no atomic create-if-absent through epath); the lock guards against the
+    common mistake, a second launch of a running command."""
+    previous = self._read() if self.path.exists() else {}
+    here = socket.gethostname()
+    if previous:
+      alive = previous.get("host") == here and _pid_alive(previous.get("pid"))
+      if previous.get("host") != here or alive:
+        raise ModelDirInUseError(
+            f"MODEL_DIR {self.path.parent} is locked by another run ({self._holder()}); if that "
+            f"run is no longer running, delete {self.path} and start again.")
+      logging.warning("Taking over the lock of %s: its process %s is gone.", self.path.parent,
+                      previous.get("pid"))
+    self._record = json.dumps(self._new_record()) + "\n"
+    self.path.write_text(self._record)
+    return self
+
+  def _new_record(self) -> dict:
+    return {"host": socket.gethostname(), "pid": os.getpid(),
+            "started": datetime.datetime.now(datetime.timezone.utc).isoformat(),
+            "command": " ".join(sys.argv)[:500]}
 
   def _read(self) -> dict:
     try:
@@ -253,6 +289,13 @@ class ModelDirLock:
             f"{self.path}")
 
   def __exit__(self, *exc) -> bool:
+    if self._record is not None:
+      try:
+        if self.path.read_text() == self._record:
+          self.path.unlink()
+      except (OSError, ValueError):
+        pass
+      self._record = None
     if self._fd is not None:
       try:
         if os.fstat(self._fd).st_ino == os.stat(self.path).st_ino:
@@ -264,7 +307,17 @@ class ModelDirLock:
     return False
 
 
-def check_resume(step_dir: pathlib.Path, *, task_name: str,
+def _pid_alive(pid: Any) -> bool:
+  try:
+    os.kill(int(pid), 0)
+  except (TypeError, ValueError, ProcessLookupError):
+    return False
+  except PermissionError:
+    return True
+  return True
+
+
+def check_resume(step_dir: storage.Path, *, task_name: str,
                  task_feature_lengths: Mapping[str, int], batch_size: int,
                  model_description: str) -> None:
   """The run resuming from `step_dir` has its task, lengths, batch and model (its meta record)."""
@@ -319,20 +372,18 @@ def flops_per_step(model, task_feature_lengths, batch_size) -> dict:
           "convention": counts["flop_convention"]}
 
 
-def write_config(model_dir: pathlib.Path, start_step: int) -> None:
+def write_config(model_dir: str | os.PathLike, start_step: int) -> None:
   """MODEL_DIR/config.gin: the operative config; a different earlier one is kept aside."""
   import jax  # pylint: disable=g-import-not-at-top
   if jax.process_index() != 0:
     return
   text = ("# The resolved gin config of this run (written after its first step).\n"
           + gin.operative_config_str())
-  path = pathlib.Path(model_dir) / "config.gin"
+  path = storage.as_path(model_dir) / "config.gin"
   if path.is_file():
     old = path.read_text()
     if old == text:
       return
     stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-    os.replace(path, path.with_name(f"config.before_step{start_step}.{stamp}.gin"))
-  tmp = path.with_suffix(".gin.tmp")
-  tmp.write_text(text)
-  os.replace(tmp, path)
+    path.replace(path.with_name(f"config.before_step{start_step}.{stamp}.gin"))
+  storage.write_text(path, text)

@@ -44,10 +44,12 @@ sys.path.insert(0, str(REPO_ROOT))
 from arch import registry as arch_registry  # noqa: E402
 from experiments import evidence  # noqa: E402
 from experiments import results  # noqa: E402
+from experiments.runtime import storage  # noqa: E402
 
-GRID_DIR = pathlib.Path(os.environ.get("GRID_DIR", "runs/embedded_smoke"))
-if not GRID_DIR.is_absolute():
+GRID_DIR = os.environ.get("GRID_DIR", "runs/embedded_smoke")
+if not storage.is_abs(GRID_DIR):  # relative to the repository; a URI (gs://...) as it is
   GRID_DIR = REPO_ROOT / GRID_DIR
+GRID_DIR = storage.as_path(GRID_DIR)
 definition = json.loads((GRID_DIR / "grid.json").read_text())["definition"]
 cells = [c["name"] for c in definition["cells"]]
 df = results.read_csv(str(GRID_DIR))

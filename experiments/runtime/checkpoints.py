@@ -5,11 +5,13 @@
 - `meta`: JSON with the step, the data position (batches consumed in this MODEL_DIR), the model's
   description and the task, used for resume and for error messages.
 
-Saves are atomic (orbax writes a temporary directory and renames it once complete), asynchronous
-where orbax allows, every N steps and at the end, keeping K. A step that already exists is never
-overwritten. A step folder counts only when complete (`step_problem`: the commit marker, each
-item's metadata, readable JSON); on resume a step that is incomplete or does not restore is moved
-to MODEL_DIR/checkpoints.damaged/ (never deleted) and the newest one that restores is used.
+MODEL_DIR is a local folder or a gs:// URI (experiments/runtime/storage.py: etils.epath, as
+orbax). Saves are atomic (orbax writes a temporary directory and renames it once complete; on
+gs:// the commit marker is written last), asynchronous where orbax allows, every N steps, at the
+end and every T minutes, keeping the last K plus every keep_period-th. A step that already exists
+is never overwritten. A step folder counts only when complete (`step_problem`: the commit marker,
+each item's metadata, readable JSON); on resume a step that is incomplete or does not restore is
+moved to MODEL_DIR/checkpoints.damaged/ (never deleted) and the newest one that restores is used.
 """
 
 from __future__ import annotations
@@ -19,9 +21,9 @@ import gc
 import json
 import logging
 import os
-import pathlib
 import re
 import sys
+import time
 from typing import Any, Callable
 
 import jax
@@ -29,6 +31,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 
 from experiments.runtime import errors
+from experiments.runtime import storage
 
 CHECKPOINTS_SUBDIR = "checkpoints"
 DAMAGED_SUBDIR = "checkpoints.damaged"
@@ -43,20 +46,21 @@ class CheckpointError(errors.ConfigError):
   """A checkpoint is missing, incomplete, damaged or incompatible with the requested model."""
 
 
-def absolute(path: str | pathlib.Path) -> pathlib.Path:
-  """A local path made absolute (orbax refuses relative ones), so `runs/x` works as in t5x."""
-  return pathlib.Path(path).expanduser().absolute()
+def absolute(path: str | os.PathLike) -> storage.Path:
+  """A local path made absolute (orbax refuses relative ones), so `runs/x` works as in t5x; a
+  URI (gs://...) kept as it is (storage.as_path)."""
+  return storage.as_path(path)
 
 
-def checkpoints_dir(model_dir: str | pathlib.Path) -> pathlib.Path:
+def checkpoints_dir(model_dir: str | os.PathLike) -> storage.Path:
   return absolute(model_dir) / CHECKPOINTS_SUBDIR
 
 
-def _is_step_dir(path: pathlib.Path) -> bool:
+def _is_step_dir(path: storage.Path) -> bool:
   return path.is_dir() and (path / "params").is_dir() and path.name.isdigit()
 
 
-def step_problem(step_dir: pathlib.Path, items: tuple[str, ...] = ITEMS) -> str | None:
+def step_problem(step_dir: storage.Path, items: tuple[str, ...] = ITEMS) -> str | None:
   """Why `step_dir` is not a complete checkpoint of `items` (None when it is one)."""
   if not step_dir.is_dir():
     return "not a folder"
@@ -75,15 +79,15 @@ def step_problem(step_dir: pathlib.Path, items: tuple[str, ...] = ITEMS) -> str 
   return None
 
 
-def _step_dirs(directory: pathlib.Path) -> list[tuple[int, pathlib.Path]]:
+def _step_dirs(directory: storage.Path) -> list[tuple[int, storage.Path]]:
   """(step, folder) of every numeric folder, oldest first; orbax's temporary folders are not."""
   if not directory.is_dir():
     return []
   return sorted((int(p.name), p) for p in directory.iterdir() if p.name.isdigit() and p.is_dir())
 
 
-def latest_complete_step(directory: pathlib.Path, items: tuple[str, ...] = ITEMS,
-                         log_skipped: bool = False) -> pathlib.Path | None:
+def latest_complete_step(directory: storage.Path, items: tuple[str, ...] = ITEMS,
+                         log_skipped: bool = False) -> storage.Path | None:
   """The newest step folder under `directory` that `step_problem` accepts, or None."""
   for step, step_dir in reversed(_step_dirs(directory)):
     problem = step_problem(step_dir, items)
@@ -94,7 +98,7 @@ def latest_complete_step(directory: pathlib.Path, items: tuple[str, ...] = ITEMS
   return None
 
 
-def resolve_step_dir(checkpoint_path: str | pathlib.Path) -> pathlib.Path:
+def resolve_step_dir(checkpoint_path: str | storage.Path) -> storage.Path:
   """One step's directory from a MODEL_DIR, its checkpoints dir, or a step dir itself.
 
   Evaluation needs only the parameters, and so does a step folder given explicitly to be
@@ -116,7 +120,7 @@ def resolve_step_dir(checkpoint_path: str | pathlib.Path) -> pathlib.Path:
       f"or MODEL_DIR/checkpoints/<step>).")
 
 
-def damage(error: BaseException, step_dir: pathlib.Path) -> str:
+def damage(error: BaseException, step_dir: storage.Path) -> str:
   """One line saying what in `step_dir` cannot be read: the item and array when the error (or
   its cause, where tensorstore puts them) names them, with the innermost message."""
   if isinstance(error, DamagedCheckpointError):
@@ -132,7 +136,7 @@ def damage(error: BaseException, step_dir: pathlib.Path) -> str:
   return f"{what} cannot be read: {text[:200]}{'...' if len(text) > 200 else ''}"
 
 
-def read_meta(step_dir: pathlib.Path) -> dict:
+def read_meta(step_dir: storage.Path) -> dict:
   """The JSON metadata of a step (empty when absent)."""
   for candidate in (step_dir / "meta" / "metadata", step_dir / "meta"):
     if candidate.is_file():
@@ -172,7 +176,7 @@ class DamagedCheckpointError(RuntimeError):
   """Part of a step cannot be read (not a mismatch with the model); resume tries an older step."""
 
 
-def _saved_tree(item_dir: pathlib.Path) -> Any:
+def _saved_tree(item_dir: storage.Path) -> Any:
   """Names, shapes and dtypes of an item's arrays, each of those its _METADATA declares.
 
   Orbax reads each array's metadata from the array store and leaves out, with only a log line,
@@ -200,7 +204,7 @@ def _saved_tree(item_dir: pathlib.Path) -> Any:
   return tree
 
 
-def check_compatible(step_dir: pathlib.Path, abstract_params: Any,
+def check_compatible(step_dir: storage.Path, abstract_params: Any,
                      description: str | None = None) -> None:
   """Raises CheckpointError naming what differs between a checkpoint's params and the model's."""
   diffs = tree_differences(_saved_tree(step_dir / "params"), abstract_params)
@@ -228,7 +232,7 @@ def _with_sharding(abstract: Any) -> Any:
   return jax.tree_util.tree_map(fill, abstract)
 
 
-def restore_params(checkpoint_path: str | pathlib.Path, abstract_params: Any,
+def restore_params(checkpoint_path: str | storage.Path, abstract_params: Any,
                    description: str | None = None, convert: Callable | None = None) -> Any:
   """Parameters of the latest (or the given) step, shaped and sharded like `abstract_params`.
 
@@ -262,7 +266,7 @@ def restore_params(checkpoint_path: str | pathlib.Path, abstract_params: Any,
 FRESH_OPTIMIZER_BINDING = "experiments.train.train.restore_optimizer_state = False"
 
 
-def restore_train_state(checkpoint_path: str | pathlib.Path, abstract_train_state: Any) -> Any:
+def restore_train_state(checkpoint_path: str | storage.Path, abstract_train_state: Any) -> Any:
   """The `train_state` item (step, rng, opt_state) of a step, shaped and sharded as requested.
 
   For INITIAL_CHECKPOINT_PATH (t5x's finetuning restores the whole train state). A checkpoint
@@ -305,18 +309,58 @@ def _restructure(restored: Any, abstract: Any) -> Any:
   return jax.tree_util.tree_unflatten(treedef, leaves)
 
 
-class Checkpointer:
-  """Saves and restores the full train state under MODEL_DIR/checkpoints."""
+def keep_policy(keep: int | None, keep_period: int | None):
+  """Orbax's preservation policy: the last `keep` steps (None: all) plus every step divisible by
+  `keep_period` (permanent; None: none)."""
+  latest = ocp.checkpoint_managers.LatestN(n=keep)
+  if keep is None or keep_period is None:
+    return latest
+  return ocp.checkpoint_managers.AnyPreservationPolicy(
+      [latest, ocp.checkpoint_managers.EveryNSteps(interval_steps=keep_period)])
 
-  def __init__(self, model_dir: str | pathlib.Path, keep: int | None = None,
-               async_save: bool = True):
+
+def checkpoint_bytes(abstract_params: Any, abstract_train_state: Any) -> int:
+  """Bytes of one step's arrays before compression (parameters + step, RNG, optimizer state)."""
+  leaves = jax.tree_util.tree_leaves((abstract_params, abstract_train_state))
+  return int(sum(int(np.prod(x.shape)) * np.dtype(x.dtype).itemsize for x in leaves))
+
+
+class Checkpointer:
+  """Saves and restores the full train state under MODEL_DIR/checkpoints.
+
+  Keeps the last `keep` steps (None: every step) and, beyond them, every step divisible by
+  `keep_period` for good. `save_minutes` makes `time_due` true once that many minutes have
+  passed since the last save began (or since start-up), for long runs whose step period is hours.
+  """
+
+  def __init__(self, model_dir: str | storage.Path, keep: int | None = None,
+               async_save: bool = True, keep_period: int | None = None,
+               save_minutes: float | None = None, time_check_period: int = 1):
     self.directory = checkpoints_dir(model_dir)
+    self.save_minutes = save_minutes
+    self.time_check_period = time_check_period
+    self._last_save = time.monotonic()
     self._manager = ocp.CheckpointManager(
         self.directory,
         options=ocp.CheckpointManagerOptions(
-            max_to_keep=keep, enable_async_checkpointing=async_save, create=True,
-            cleanup_tmp_directories=True),
+            preservation_policy=keep_policy(keep, keep_period),
+            enable_async_checkpointing=async_save, create=True, cleanup_tmp_directories=True),
         item_names=ITEMS)
+
+  def time_due(self, step: int) -> bool:
+    """True when save_minutes have passed since the last save. On several hosts process 0
+    decides for all (every process must join the same collective save), at steps divisible by
+    time_check_period only: the broadcast waits for the step, as the loop's logging does."""
+    if self.save_minutes is None:
+      return False
+    several = jax.process_count() > 1
+    if several and step % self.time_check_period:
+      return False
+    due = time.monotonic() - self._last_save >= 60.0 * self.save_minutes
+    if several:
+      from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
+      due = bool(multihost_utils.broadcast_one_to_all(np.asarray(due)))
+    return due
 
   def latest_step(self) -> int | None:
     return self._manager.latest_step()
@@ -329,6 +373,7 @@ class Checkpointer:
     if step in self._manager.all_steps():
       logging.info("Checkpoint for step %d already exists; not overwriting it.", step)
       return False
+    self._last_save = time.monotonic()
     return self._manager.save(
         step,
         args=ocp.args.Composite(
@@ -399,7 +444,7 @@ class Checkpointer:
       target, n = aside / str(step), 1
       while target.exists():
         target, n = aside / f"{step}.{n}", n + 1
-      os.rename(self.directory / str(step), target)
+      (self.directory / str(step)).rename(target)
       logging.warning("Skipped checkpoint step %d (%s); moved it to %s; %s.", step, why, target,
                       f"resuming from step {resumed}" if resumed is not None
                       else "no earlier step, starting afresh")
