@@ -38,6 +38,7 @@ from eval import loaders
 from eval import rank_classification as rc
 from eval import records as records_lib
 from experiments.runtime.errors import ConfigError
+from experiments.runtime import storage
 
 PREFIX = "lm_eval:"
 PINNED_VERSION = "0.4.13"
@@ -447,20 +448,21 @@ def evaluate(model: Any, params: Any, vocabulary: Any, plan: Plan,
       "harness": dict(harness) if harness is not None else None,
   }
   if output_dir is not None and out is not None:
-    _write_lm_eval_output(out, pathlib.Path(output_dir) / OUTPUT_DIR, lm_utils)
+    _write_lm_eval_output(out, storage.as_path(output_dir) / OUTPUT_DIR, lm_utils)
   results["_records"] = book
   return results
 
 
-def _write_lm_eval_output(out: Mapping[str, Any], folder: pathlib.Path, lm_utils: Any) -> None:
-  """lm-eval's own results (as its CLI writes them) and one samples file per task."""
-  folder.mkdir(parents=True, exist_ok=True)
+def _write_lm_eval_output(out: Mapping[str, Any], folder: storage.Path, lm_utils: Any) -> None:
+  """lm-eval's own results (as its CLI writes them) and one samples file per task.
+
+  Each file is written whole (storage.write_text), so EVAL_OUTPUT_DIR may be a URI.
+  """
+  storage.makedirs(folder)
   summary = {k: v for k, v in out.items() if k != "samples"}
-  (folder / "results.json").write_text(
-      json.dumps(summary, indent=2, default=lm_utils.handle_non_serializable,
-                 ensure_ascii=False) + "\n", encoding="utf-8")
+  storage.write_text(folder / "results.json", json.dumps(
+      summary, indent=2, default=lm_utils.handle_non_serializable, ensure_ascii=False) + "\n")
   for name, samples in out.get("samples", {}).items():
-    with (folder / f"samples_{name}.jsonl").open("w", encoding="utf-8") as f:
-      for s in samples:
-        f.write(json.dumps(s, default=lm_utils.handle_non_serializable, ensure_ascii=False)
-                + "\n")
+    storage.write_text(folder / f"samples_{name}.jsonl", "".join(
+        json.dumps(s, default=lm_utils.handle_non_serializable, ensure_ascii=False) + "\n"
+        for s in samples))
