@@ -19,6 +19,8 @@ GATED_ACTIVATIONS = ("geglu", "swiglu", "reglu")
 POSITION_SCHEMES = ("relative", "rotary", "alibi", "none")
 PREFIX_BUCKETING = ("bidirectional", "causal")
 REMAT_POLICIES = ("none", "full", "dots", "dots_no_batch")
+# Kept in step with arch/kernels/__init__.py: IMPLS (tests/test_arch_kernels.py checks).
+ATTENTION_IMPLS = ("auto", "xla", "cpu", "cudnn", "pallas_tpu", "blockwise")
 DTYPES = ("float32", "bfloat16")
 VOCAB_ROW_MULTIPLE = 128
 
@@ -64,6 +66,11 @@ class TransformerConfig:
   scan_layers: bool = False
   remat_policy: str = "none"
   norm_epsilon: float = 1e-6
+  # The kernel set (arch/kernels): 'xla' the plain reference; 'cpu' the same numbers shaped for
+  # XLA:CPU; 'cudnn' / 'pallas_tpu' fused attention on GPU / TPU; 'blockwise' portable
+  # online-softmax attention without [B, H, L, L] residuals; 'auto' picks by the platform of the
+  # mesh the step compiles for (cpu -> 'cpu', gpu -> 'cudnn', tpu -> 'pallas_tpu').
+  attention_impl: str = "auto"
 
   def __post_init__(self):
     for name in ("vocab_size", "emb_dim", "num_heads", "head_dim", "mlp_dim", "num_layers",
@@ -89,6 +96,8 @@ class TransformerConfig:
       _fail("head_dim", self.head_dim, "an even number when position_scheme = 'rotary'")
     if self.remat_policy not in REMAT_POLICIES:
       _fail("remat_policy", self.remat_policy, f"one of {REMAT_POLICIES}")
+    if self.attention_impl not in ATTENTION_IMPLS:
+      _fail("attention_impl", self.attention_impl, f"one of {ATTENTION_IMPLS}")
     if self.dtype not in DTYPES:
       _fail("dtype", self.dtype, f"one of {DTYPES}")
     if not 0.0 <= float(self.dropout_rate) < 1.0:

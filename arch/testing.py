@@ -139,6 +139,7 @@ def init_params(model, shapes, seed: int = 0):
   cfg = model.config
   # Fields that leave the parameter tree unchanged share one entry.
   cfg = cfg.replace(prefix_bucketing="causal", remat_policy="none", dropout_rate=0.0,
+                    attention_impl="auto",
                     dtype="float32",
                     position_scheme="relative" if cfg.position_scheme == "relative" else "none")
   key = (type(model.module).__name__, cfg, seed)

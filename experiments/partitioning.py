@@ -72,6 +72,11 @@ class Partitioner:
     self.mesh = make_mesh(mesh_shape, devices)
 
   @property
+  def platform(self) -> str:
+    """The platform of the mesh's devices ('cpu', 'gpu', 'tpu'): what the step compiles for."""
+    return self.mesh.devices.flat[0].platform
+
+  @property
   def data_size(self) -> int:
     return self.mesh.shape["data"]
 
