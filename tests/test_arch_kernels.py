@@ -15,6 +15,7 @@ import pytest
 
 from arch import config as config_lib
 from arch import kernels
+from arch import layers
 from arch import masks
 from arch import models
 from arch import testing
@@ -169,8 +170,9 @@ def test_cpu_tricks_live_only_in_the_cpu_kernels():
   targets = jnp.asarray(np.random.RandomState(1).randint(0, 7, (2, 5)))
   np.testing.assert_array_equal(kernels.token_correct(logits, targets, "cpu"),
                                 kernels.token_correct(logits, targets, "xla"))
-  src = open(layers_file := __import__("arch.layers").layers.__file__).read()
-  assert "default_backend" not in src and "custom_vjp" not in src, layers_file
+  with open(layers.__file__, encoding="utf-8") as f:
+    src = f.read()
+  assert "default_backend" not in src and "custom_vjp" not in src
 
 
 @pytest.mark.slow

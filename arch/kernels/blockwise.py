@@ -1,8 +1,8 @@
 """'blockwise' attention: online softmax over key blocks in plain JAX (flash attention's recurrence).
 
 Portable (any backend), any bias and any mask (built per block from the AttentionMask's per-token
-vectors). The forward pass keeps only the output and the per-query log-sum-exp; the backward pass
-recomputes each block's probabilities, so no [B, H, Q, K] array is ever stored (a custom VJP;
+vectors). The forward pass keeps only the float32 output and the per-query log-sum-exp; the backward
+pass recomputes each block's probabilities, so no [B, H, Q, K] array is ever stored (a custom VJP;
 benchmarks/attention.py measures the memory). Attention-weight dropout is not supported (the
 selector in arch/kernels/__init__.py falls back to the reference).
 """
@@ -97,25 +97,27 @@ def _forward(bk, causal, has_bias, q, k, v, bias, vecs):
   init = (jnp.full((b, h, q_len), -jnp.inf, _F32), jnp.zeros((b, h, q_len), _F32),
           jnp.zeros((b, h, q_len, dh), _F32))
   (m, l, acc), _ = jax.lax.scan(body, init, xs)
-  out_BxQxHxD = jnp.transpose(acc / l[..., None], (0, 2, 1, 3)).astype(q.dtype)
-  return out_BxQxHxD, m + jnp.log(l)
+  out32_BxQxHxD = jnp.transpose(acc / l[..., None], (0, 2, 1, 3))
+  return out32_BxQxHxD, m + jnp.log(l)
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(0, 1, 2))
 def _attention(bk, causal, has_bias, q, k, v, bias, vecs):
-  return _forward(bk, causal, has_bias, q, k, v, bias, vecs)[0]
+  return _forward(bk, causal, has_bias, q, k, v, bias, vecs)[0].astype(q.dtype)
 
 
 def _attention_fwd(bk, causal, has_bias, q, k, v, bias, vecs):
-  out, lse_BxHxQ = _forward(bk, causal, has_bias, q, k, v, bias, vecs)
-  return out, (q, k, v, bias, vecs, out, lse_BxHxQ)
+  out32, lse_BxHxQ = _forward(bk, causal, has_bias, q, k, v, bias, vecs)
+  # The float32 output is kept for the backward pass's sum(dout * out): rounded to bfloat16 it
+  # would cost that sum (and so every score gradient) its precision.
+  return out32.astype(q.dtype), (q, k, v, bias, vecs, out32, lse_BxHxQ)
 
 
 def _attention_bwd(bk, causal, has_bias, residuals, dout_BxQxHxD):
   q, k, v, bias, vecs, out, lse_BxHxQ = residuals
   xs, q_vecs = _scan_inputs(bk, has_bias, k, v, bias, vecs)
   dout32 = dout_BxQxHxD.astype(_F32)
-  delta_BxHxQ = jnp.einsum("bqhd,bqhd->bhq", dout32, out.astype(_F32))
+  delta_BxHxQ = jnp.einsum("bqhd,bqhd->bhq", dout32, out)
 
   def body(dq_BxQxHxD, x):
     s, m_Bx1xQxK = _block_logits(causal, has_bias, q, x, q_vecs)
