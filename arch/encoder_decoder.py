@@ -1,7 +1,8 @@
 """The encoder-decoder network: bidirectional encoder, causal decoder with cross-attention.
 
 Each stack owns one relative-bias table (T5), bucketed bidirectionally in the encoder and causally
-in the decoder. `decode` takes an optional `encoder_row` so eval can encode each prompt once and
+in the decoder; each builds its [1, H, L, L] bias once and every layer of the stack adds it.
+Cross-attention takes no position bias (T5), only the padding / packing mask. `decode` takes an optional `encoder_row` so eval can encode each prompt once and
 score many continuations against it.
 """
 

@@ -3,8 +3,9 @@
 Tolerances: float32 kernels differ from the reference by summation order only (the blockwise
 online softmax rescales partial sums), so loss within 1e-5 relative and every gradient entry within
 1e-4 of its array's largest. bfloat16 keeps a float32 softmax but rounds activations at different
-points (blockwise rounds unnormalised block probabilities; bfloat16 has 8 mantissa bits), so the
-loss within 2e-2 relative, each gradient array within 2e-2 in relative norm and every entry within
+points (blockwise rounds unnormalised block probabilities; bfloat16 has 8 mantissa bits): each
+bfloat16 run lies about 1-1.5% (relative norm) from float32 gradients, in its own direction, so the
+loss within 2e-2 relative, each gradient array within 3e-2 in relative norm and every entry within
 1e-1 of its array's largest.
 """
 
@@ -28,7 +29,7 @@ from experiments import trainer
 
 CPU_IMPLS = ("cpu", "blockwise")
 TOL = {"float32": (1e-5, 1e-4), "bfloat16": (2e-2, 1e-1)}  # (loss rel, grad entries rel to max)
-NORM_TOL = {"float32": 1e-4, "bfloat16": 2e-2}  # gradient arrays, relative norm of the difference
+NORM_TOL = {"float32": 1e-4, "bfloat16": 3e-2}  # gradient arrays, relative norm of the difference
 
 
 def _assert_close_grads(got, want, dtype, msg=""):
