@@ -54,13 +54,13 @@ def _unblock(x, axis: int):
   return x.reshape(x.shape[:axis] + (x.shape[axis] * x.shape[axis + 1],) + x.shape[axis + 2:])
 
 
-def _scan_inputs(bk, has_bias, k, v, bias, vecs):
+def _scan_inputs(bk, k, v, vecs):
   q_valid, k_valid, q_seg, k_seg, q_marked, k_marked = vecs
   k_len = k.shape[1]
-  xs = dict(k=_key_blocks(k, 1, bk), v=_key_blocks(v, 1, bk),
+  # The bias is sliced per block inside the loop (`_bias_block`): blocking it up front would copy
+  # the whole [1, H, Q, K] array.
+  xs = dict(k=_key_blocks(k, 1, bk), v=_key_blocks(v, 1, bk), j=jnp.arange(k_len // bk),
             k_idx=jnp.arange(k_len).reshape(-1, bk), k_valid=_key_blocks(k_valid, 1, bk))
-  if has_bias:
-    xs["bias"] = _key_blocks(bias, 3, bk)
   if k_seg is not None:
     xs["k_seg"] = _key_blocks(k_seg, 1, bk)
   if k_marked is not None:
@@ -68,7 +68,11 @@ def _scan_inputs(bk, has_bias, k, v, bias, vecs):
   return xs, (q_valid, q_seg, q_marked)
 
 
-def _block_logits(causal, has_bias, q, xs, q_vecs):
+def _bias_block(bias, j, bk):
+  return jax.lax.dynamic_slice_in_dim(bias, j * bk, bk, axis=3)
+
+
+def _block_logits(causal, has_bias, q, xs, q_vecs, bias):
   """Masked float32 logits [B, H, Q, bk] of one key block, and its mask."""
   q_valid, q_seg, q_marked = q_vecs
   block_mask = masks.AttentionMask(q_valid, xs["k_valid"], q_seg, xs.get("k_seg"), q_marked,
@@ -76,17 +80,17 @@ def _block_logits(causal, has_bias, q, xs, q_vecs):
   m_Bx1xQxK = block_mask.block(jnp.arange(q.shape[1]), xs["k_idx"])
   s = jnp.einsum("bqhd,bkhd->bhqk", q, xs["k"], preferred_element_type=_F32)
   if has_bias:
-    s = s + xs["bias"]
+    s = s + _bias_block(bias, xs["j"], xs["k"].shape[1])
   return jnp.where(m_Bx1xQxK, s, masks.NEG_INF), m_Bx1xQxK
 
 
 def _forward(bk, causal, has_bias, q, k, v, bias, vecs):
-  xs, q_vecs = _scan_inputs(bk, has_bias, k, v, bias, vecs)
+  xs, q_vecs = _scan_inputs(bk, k, v, vecs)
   b, q_len, h, dh = q.shape
 
   def body(carry, x):
     m_BxHxQ, l_BxHxQ, acc_BxHxQxD = carry
-    s, _ = _block_logits(causal, has_bias, q, x, q_vecs)
+    s, _ = _block_logits(causal, has_bias, q, x, q_vecs, bias)
     m_new = jnp.maximum(m_BxHxQ, jnp.max(s, axis=-1))
     corr = jnp.exp(m_BxHxQ - m_new)
     p = jnp.exp(s - m_new[..., None])
@@ -115,12 +119,13 @@ def _attention_fwd(bk, causal, has_bias, q, k, v, bias, vecs):
 
 def _attention_bwd(bk, causal, has_bias, residuals, dout_BxQxHxD):
   q, k, v, bias, vecs, out, lse_BxHxQ = residuals
-  xs, q_vecs = _scan_inputs(bk, has_bias, k, v, bias, vecs)
+  xs, q_vecs = _scan_inputs(bk, k, v, vecs)
   dout32 = dout_BxQxHxD.astype(_F32)
   delta_BxHxQ = jnp.einsum("bqhd,bqhd->bhq", dout32, out)
 
-  def body(dq_BxQxHxD, x):
-    s, m_Bx1xQxK = _block_logits(causal, has_bias, q, x, q_vecs)
+  def body(carry, x):
+    dq_BxQxHxD, dbias = carry
+    s, m_Bx1xQxK = _block_logits(causal, has_bias, q, x, q_vecs, bias)
     p = jnp.exp(s - lse_BxHxQ[..., None])
     dv = jnp.einsum("bhqk,bqhd->bkhd", p.astype(v.dtype), dout_BxQxHxD,
                     preferred_element_type=_F32)
@@ -128,14 +133,13 @@ def _attention_bwd(bk, causal, has_bias, residuals, dout_BxQxHxD):
     ds = jnp.where(m_Bx1xQxK, p * (dp - delta_BxHxQ[..., None]), 0.0)
     dq_BxQxHxD = dq_BxQxHxD + jnp.einsum("bhqk,bkhd->bqhd", ds, x["k"].astype(_F32))
     dk = jnp.einsum("bhqk,bqhd->bkhd", ds, q.astype(_F32))
-    outs = dict(dk=dk.astype(k.dtype), dv=dv.astype(v.dtype))
     if has_bias:  # summed over the axes the bias broadcasts (batch for a position bias)
-      axes = tuple(d for d in range(2) if x["bias"].shape[d] == 1 and ds.shape[d] != 1)
-      outs["dbias"] = jnp.sum(ds, axis=axes, keepdims=True) if axes else ds
-    return dq_BxQxHxD, outs
+      axes = tuple(d for d in range(2) if bias.shape[d] == 1 and ds.shape[d] != 1)
+      ds_bias = jnp.sum(ds, axis=axes, keepdims=True) if axes else ds
+      dbias = jax.lax.dynamic_update_slice_in_dim(dbias, ds_bias, x["j"] * bk, axis=3)
+    return (dq_BxQxHxD, dbias), dict(dk=dk.astype(k.dtype), dv=dv.astype(v.dtype))
 
-  dq, outs = jax.lax.scan(body, jnp.zeros(q.shape, _F32), xs)
-  dbias = _unblock(outs["dbias"], 3) if has_bias else jnp.zeros_like(bias)
+  (dq, dbias), outs = jax.lax.scan(body, (jnp.zeros(q.shape, _F32), jnp.zeros_like(bias)), xs)
   return (dq.astype(q.dtype), _unblock(outs["dk"], 1), _unblock(outs["dv"], 1), dbias,
           jax.tree_util.tree_map(lambda _: None, vecs))
 
