@@ -26,7 +26,6 @@ import time  # noqa: E402
 
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
-import numpy as np  # noqa: E402
 
 from arch import kernels  # noqa: E402
 from arch import masks  # noqa: E402
