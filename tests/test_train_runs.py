@@ -100,11 +100,12 @@ def test_kill_9_then_rerun_equals_uninterrupted_with_the_reference_kernels(tmp_p
                                 extra=xla))
   files, bindings = testing.tiny_stack("causal_decoder", "full_lm", run_dir, 20,
                                        checkpoint_period=10, extra=xla)
-  # Killed at step 15: step 10's asynchronous save has had five steps to finish.
+  # SIGKILL right after the last step's asynchronous save was started: that save may be torn.
   killed = testing.run_subprocess(files, bindings,
-                                  env={"ZEROSHOT_HARNESS_SIGNAL_AT_STEP": "15"})
+                                  env={"ZEROSHOT_HARNESS_SIGNAL_AT_STEP": "20"})
   assert killed.returncode == -9, killed.stderr[-2000:]
-  assert checkpoints.Checkpointer(run_dir).all_steps() == [10]
+  survived = checkpoints.Checkpointer(run_dir).all_steps()
+  assert survived and set(survived) <= {10, 20}
   resumed = testing.run_subprocess(files, bindings)
   assert resumed.returncode == 0, resumed.stderr[-3000:]
   assert "Resuming at step" in resumed.stderr
