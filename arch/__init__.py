@@ -11,8 +11,12 @@ or evaluation, and anything above can rely on arch without a cycle.
   config.py           TransformerConfig (gin), validated at construction; resolve_for_platform
                       makes its 'auto' settings concrete for the step's platform
   layers.py           RMSNorm, gated MLP, attention, embedding/logits (logical axis names)
-  positions.py        T5 relative buckets, rotary, ALiBi
-  masks.py            causal / prefix / padding / packing masks from seqio features
+  kernels/            the attention core and the other backend kernels behind one switch
+                      (TransformerConfig.attention_impl): reference 'xla', 'cpu', 'blockwise',
+                      'cudnn', 'pallas_tpu'; 'auto' resolved by the mesh's platform
+  positions.py        T5 relative buckets and the per-stack [1, H, Q, K] bias, rotary, ALiBi
+  masks.py            causal / prefix / padding / packing masks from seqio features, dense or as
+                      per-token vectors (AttentionMask) for blockwise and fused kernels
   stack.py            one layer, N layers by loop or nn.scan (+ named remat policies), layout
                       converters
   decoder.py          decoder-only network (CD: causal, ND: prefix attention)

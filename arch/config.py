@@ -23,6 +23,8 @@ PREFIX_BUCKETING = ("bidirectional", "causal")
 # table for what each saves); 'none' checkpoints nothing.
 REMAT_POLICIES = ("none", "dots", "minimal", "dots_no_batch", "save_projections", "save_qkv",
                   "full")
+# Kept in step with arch/kernels/__init__.py: IMPLS (tests/test_arch_kernels.py checks).
+ATTENTION_IMPLS = ("auto", "xla", "cpu", "cudnn", "pallas_tpu", "blockwise")
 DTYPES = ("auto", "float32", "bfloat16")
 # What dtype='auto' means per platform: bfloat16 activations on accelerators (the MXU and tensor
 # cores run bfloat16 matmuls at their peak); float32 on CPU, where bfloat16 is not faster.
@@ -74,6 +76,11 @@ class TransformerConfig:
   scan_layers: bool = False
   remat_policy: str = "none"
   norm_epsilon: float = 1e-6
+  # The kernel set (arch/kernels): 'xla' the plain reference; 'cpu' the same numbers shaped for
+  # XLA:CPU; 'cudnn' / 'pallas_tpu' fused attention on GPU / TPU; 'blockwise' portable
+  # online-softmax attention without [B, H, L, L] residuals; 'auto' picks by the platform of the
+  # mesh the step compiles for (cpu -> 'cpu', gpu -> 'cudnn', tpu -> 'pallas_tpu').
+  attention_impl: str = "auto"
 
   def __post_init__(self):
     for name in ("vocab_size", "emb_dim", "num_heads", "head_dim", "mlp_dim", "num_layers",
@@ -99,6 +106,8 @@ class TransformerConfig:
       _fail("head_dim", self.head_dim, "an even number when position_scheme = 'rotary'")
     if self.remat_policy not in REMAT_POLICIES:
       _fail("remat_policy", self.remat_policy, f"one of {REMAT_POLICIES}")
+    if self.attention_impl not in ATTENTION_IMPLS:
+      _fail("attention_impl", self.attention_impl, f"one of {ATTENTION_IMPLS}")
     if self.dtype not in DTYPES:
       _fail("dtype", self.dtype, f"one of {DTYPES}")
     if not 0.0 <= float(self.dropout_rate) < 1.0:

@@ -35,22 +35,26 @@ class DecoderOnlyNetwork(nn.Module):
     x_BxLxD = self.perturb("embedded_inputs", x_BxLxD)
     x_BxLxD = layers.dropout(cfg.dropout_rate, x_BxLxD, deterministic)
 
-    mask = masks.decoder_only_mask(decoder_target_tokens, decoder_segment_ids,
-                                   decoder_causal_attention, prefix=self.prefix)
-    self_bias = masks.mask_to_bias(mask)  # [B, 1, L, L], shared by the heads
+    mask = masks.decoder_only_attention_mask(decoder_target_tokens, decoder_segment_ids,
+                                             decoder_causal_attention, prefix=self.prefix)
     pos_BxL = (positions.default_positions(length) if decoder_positions is None
                else decoder_positions)
-    buckets_BxLxL = None
+    # Position biases depend on index distances only (arch/positions.py), so they are built
+    # once for every row: [1, H, L, L] (ALiBi here; relative: each layer contracts its own table
+    # with the one-hot below). 'bidirectional' prefix bucketing does not depend on the row's
+    # prefix either: it buckets both directions over the whole row whenever the prefix is fed.
+    pos_bias, onehot_RxN = None, None
     if cfg.position_scheme == "relative":
       bidirectional = (self.prefix and decoder_causal_attention is not None
                        and cfg.prefix_bucketing == "bidirectional")
-      buckets_BxLxL = positions.relative_buckets(
-          pos_BxL, pos_BxL, bidirectional=bidirectional, num_buckets=cfg.relative_num_buckets,
+      onehot_RxN = positions.relative_onehot(
+          length, length, bidirectional=bidirectional, num_buckets=cfg.relative_num_buckets,
           max_distance=cfg.relative_max_distance)
     elif cfg.position_scheme == "alibi":
-      self_bias = self_bias + positions.alibi_bias(pos_BxL, pos_BxL, cfg.num_heads)  # [B, H, L, L]
+      index_1xL = positions.default_positions(length)
+      pos_bias = positions.alibi_bias(index_1xL, index_1xL, cfg.num_heads)  # [1, H, L, L]
 
-    x_BxLxD = stack.run_stack(cfg, cfg.num_layers, x_BxLxD, self_bias, buckets_BxLxL, pos_BxL,
+    x_BxLxD = stack.run_stack(cfg, cfg.num_layers, x_BxLxD, mask, pos_bias, onehot_RxN, pos_BxL,
                               deterministic=deterministic,
                               own_relpos_table=cfg.position_scheme == "relative")
     y_BxLxD = layers.RMSNorm(cfg.norm_epsilon, dtype, name="decoder_norm")(x_BxLxD)

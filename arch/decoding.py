@@ -48,17 +48,17 @@ class DecodeInputError(errors.ConfigError):
 
 
 class CachedDecoderOnly(nn.Module):
-  """DecoderOnlyNetwork's layers over Q new tokens; attention reads the cache (bias is Q x C)."""
+  """DecoderOnlyNetwork's layers over Q new tokens; attention reads the cache (Q x C)."""
 
   config: TransformerConfig
 
   @nn.compact
-  def __call__(self, tokens_BxQ, bias_BxHxQxC, buckets_BxQxC, pos_BxQ):
+  def __call__(self, tokens_BxQ, mask, pos_bias, onehot_RxN, pos_BxQ):
     cfg = self.config
     embedder = layers.Embed(cfg.padded_vocab_size, cfg.emb_dim, cfg.activation_dtype,
                             name="token_embedder")
-    x_BxQxD = stack.run_stack(cfg, cfg.num_layers, embedder(tokens_BxQ), bias_BxHxQxC,
-                              buckets_BxQxC, pos_BxQ, deterministic=True,
+    x_BxQxD = stack.run_stack(cfg, cfg.num_layers, embedder(tokens_BxQ), mask, pos_bias,
+                              onehot_RxN, pos_BxQ, deterministic=True,
                               own_relpos_table=cfg.position_scheme == "relative")
     y_BxQxD = layers.RMSNorm(cfg.norm_epsilon, cfg.activation_dtype, name="decoder_norm")(x_BxQxD)
     logits_dense = (None if cfg.tie_embeddings else
@@ -74,16 +74,17 @@ class _CachedDecoderStack(nn.Module):
   embedder: nn.Module
 
   @nn.compact
-  def __call__(self, tokens_BxQ, bias_BxHxQxC, buckets_BxQxC, pos_BxQ, encoded_BxSxD,
-               cross_bias_Bx1xQxS):
+  def __call__(self, tokens_BxQ, mask, pos_bias, onehot_RxN, pos_BxQ, encoded_BxSxD,
+               cross_mask):
     cfg = self.config
-    if buckets_BxQxC is not None:
-      bias_BxHxQxC = layers.broadcast_add(bias_BxHxQxC, positions.RelativePositionBias(
-          cfg.num_heads, cfg.relative_num_buckets, name="relpos_bias")(buckets_BxQxC))
-    x_BxQxD = stack.run_stack(cfg, cfg.num_decoder_layers, self.embedder(tokens_BxQ),
-                              bias_BxHxQxC, None, pos_BxQ, deterministic=True,
+    if onehot_RxN is not None:  # the stack's one table, as encoder_decoder._self_bias builds it
+      pos_bias = positions.RelativePositionBias(
+          cfg.num_heads, cfg.relative_num_buckets, name="relpos_bias")(
+              onehot_RxN, tokens_BxQ.shape[-1])
+    x_BxQxD = stack.run_stack(cfg, cfg.num_decoder_layers, self.embedder(tokens_BxQ), mask,
+                              pos_bias, None, pos_BxQ, deterministic=True,
                               cross_attention=True, encoded_BxSxD=encoded_BxSxD,
-                              cross_bias=cross_bias_Bx1xQxS)
+                              cross_mask=cross_mask)
     return layers.RMSNorm(cfg.norm_epsilon, cfg.activation_dtype, name="decoder_norm")(x_BxQxD)
 
 
@@ -99,10 +100,10 @@ class CachedEncoderDecoder(nn.Module):
     if not cfg.tie_embeddings:
       self.logits_dense = layers.LogitsDense(cfg.padded_vocab_size, cfg.activation_dtype)
 
-  def __call__(self, tokens_BxQ, bias_BxHxQxC, buckets_BxQxC, pos_BxQ, encoded_BxSxD,
-               cross_bias_Bx1xQxS):
-    y_BxQxD = self.decoder(tokens_BxQ, bias_BxHxQxC, buckets_BxQxC, pos_BxQ, encoded_BxSxD,
-                           cross_bias_Bx1xQxS)
+  def __call__(self, tokens_BxQ, mask, pos_bias, onehot_RxN, pos_BxQ, encoded_BxSxD,
+               cross_mask):
+    y_BxQxD = self.decoder(tokens_BxQ, mask, pos_bias, onehot_RxN, pos_BxQ, encoded_BxSxD,
+                           cross_mask)
     return layers.output_logits(self.config, self.token_embedder,
                                 None if self.config.tie_embeddings else self.logits_dense,
                                 y_BxQxD)
@@ -127,28 +128,34 @@ def empty_cache(params_tree, batch: int, length: int, config: TransformerConfig)
 # --- masks and position biases of cached steps ----------------------------------------------------
 
 
-def _step_bias(config, q_slot_Q, q_pos_BxQ, k_pos_BxC, k_valid_BxC, *, prefix_slots: int,
+def _step_bias(config, start, q_len: int, k_valid_BxC, *, prefix_slots: int,
                bidirectional: bool):
-  """(additive bias [B, 1|H, Q, C], relative buckets [B, Q, C] or None) for queries vs cache slots.
+  """(AttentionMask, ALiBi bias [1, H, Q, C] or None, relative one-hot [Q + C - 1, N] or None).
 
-  A query sees written slots at or before its own; with prefix_slots > 0 (ND) the slots of the
-  prompt block also see each other. Positions are per row (k_pos < 0 marks left padding).
+  Queries are the cache slots start .. start + Q - 1. A query sees written slots at or before its
+  own; with prefix_slots > 0 (ND) the slots of the prompt block also see each other. Left padding
+  is masked by k_valid. Biases are built from slot indices: for every pair the mask allows, the
+  slot distance is the position distance (a row's positions are its slots minus its padding), so
+  one [1, H, Q, C] bias serves every row, as in training.
   """
-  c = k_pos_BxC.shape[-1]
+  c = k_valid_BxC.shape[-1]
+  q_slot_Q = start + jnp.arange(q_len)
   k_slot_C = jnp.arange(c)
-  allowed_QxC = k_slot_C[None, :] <= q_slot_Q[:, None]
+  marked = None
   if prefix_slots:
-    allowed_QxC |= (q_slot_Q[:, None] < prefix_slots) & (k_slot_C[None, :] < prefix_slots)
-  mask_Bx1xQxC = (allowed_QxC[None, :, :] & k_valid_BxC[:, None, :])[:, None, :, :]
-  bias = masks.mask_to_bias(mask_Bx1xQxC)
-  buckets_BxQxC = None
+    marked = ((q_slot_Q < prefix_slots)[None, :], (k_slot_C < prefix_slots)[None, :])
+  mask = masks.AttentionMask(jnp.ones((1, q_len), bool), k_valid_BxC,
+                             q_marked_BxQ=None if marked is None else marked[0],
+                             k_marked_BxK=None if marked is None else marked[1],
+                             causal=True, q_offset=start)
+  pos_bias, onehot_RxN = None, None
   if config.position_scheme == "relative":
-    buckets_BxQxC = positions.relative_buckets(
-        q_pos_BxQ, k_pos_BxC, bidirectional=bidirectional, num_buckets=config.relative_num_buckets,
-        max_distance=config.relative_max_distance)
+    onehot_RxN = positions.relative_onehot(
+        q_len, c, bidirectional=bidirectional, num_buckets=config.relative_num_buckets,
+        max_distance=config.relative_max_distance, q_offset=start)
   elif config.position_scheme == "alibi":
-    bias = bias + positions.alibi_bias(q_pos_BxQ, k_pos_BxC, config.num_heads)
-  return bias, buckets_BxQxC
+    pos_bias = positions.alibi_bias(q_slot_Q[None, :], k_slot_C[None, :], config.num_heads)
+  return mask, pos_bias, onehot_RxN
 
 
 def _choose(logits_BxV, key, temperature: float, top_k: int):
@@ -200,12 +207,12 @@ def _decoder_only_start(model, params, block_BxW, pad_B, cache_length: int):
   k_valid_BxC = k_pos_BxC >= 0
 
   def step(cache, tokens_BxQ, start):
-    q_slot_Q = start + jnp.arange(tokens_BxQ.shape[1])
-    q_pos_BxQ = q_slot_Q[None, :] - pad_B[:, None]
-    bias, buckets = _step_bias(cfg, q_slot_Q, q_pos_BxQ, k_pos_BxC, k_valid_BxC,
-                               prefix_slots=width if prefix else 0, bidirectional=bidirectional)
-    logits, mutated = net.apply({"params": params, "cache": cache}, tokens_BxQ, bias, buckets,
-                                q_pos_BxQ, mutable=["cache"])
+    q_pos_BxQ = (start + jnp.arange(tokens_BxQ.shape[1]))[None, :] - pad_B[:, None]
+    mask, pos_bias, onehot = _step_bias(cfg, start, tokens_BxQ.shape[1], k_valid_BxC,
+                                        prefix_slots=width if prefix else 0,
+                                        bidirectional=bidirectional)
+    logits, mutated = net.apply({"params": params, "cache": cache}, tokens_BxQ, mask, pos_bias,
+                                onehot, q_pos_BxQ, mutable=["cache"])
     return logits, mutated["cache"]
 
   logits_BxWxV, cache = step(empty_cache(params, batch, cache_length, cfg), block_BxW, 0)
@@ -218,18 +225,15 @@ def _encoder_decoder_start(model, params, inputs_BxS, cache_length: int):
   net = CachedEncoderDecoder(cfg)
   batch = inputs_BxS.shape[0]
   encoded_BxSxD = type(model.module)(cfg).apply({"params": params}, inputs_BxS, method="encode")
-  cross_bias_Bx1x1xS = masks.mask_to_bias(
-      masks.pair_mask(jnp.ones((batch, 1), bool), inputs_BxS > 0))
-  k_pos_1xC = jnp.arange(cache_length)[None, :]
+  cross_mask = masks.AttentionMask(jnp.ones((1, 1), bool), inputs_BxS > 0)
   k_valid_1xC = jnp.ones((1, cache_length), bool)
 
   def step(cache, tokens_Bx1, start):
-    q_slot_1 = start + jnp.arange(1)
-    bias, buckets = _step_bias(cfg, q_slot_1, q_slot_1[None, :], k_pos_1xC, k_valid_1xC,
-                               prefix_slots=0, bidirectional=False)
-    logits, mutated = net.apply({"params": params, "cache": cache}, tokens_Bx1, bias, buckets,
-                                q_slot_1[None, :], encoded_BxSxD, cross_bias_Bx1x1xS,
-                                mutable=["cache"])
+    mask, pos_bias, onehot = _step_bias(cfg, start, 1, k_valid_1xC, prefix_slots=0,
+                                        bidirectional=False)
+    logits, mutated = net.apply({"params": params, "cache": cache}, tokens_Bx1, mask, pos_bias,
+                                onehot, (start + jnp.arange(1))[None, :], encoded_BxSxD,
+                                cross_mask, mutable=["cache"])
     return logits, mutated["cache"]
 
   cache = {"decoder": empty_cache(params["decoder"], batch, cache_length, cfg)}

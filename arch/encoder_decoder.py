@@ -1,7 +1,8 @@
 """The encoder-decoder network: bidirectional encoder, causal decoder with cross-attention.
 
 Each stack owns one relative-bias table (T5), bucketed bidirectionally in the encoder and causally
-in the decoder. `decode` takes an optional `encoder_row` so eval can encode each prompt once and
+in the decoder; each builds its [1, H, L, L] bias once and every layer of the stack adds it.
+Cross-attention takes no position bias (T5), only the padding / packing mask. `decode` takes an optional `encoder_row` so eval can encode each prompt once and
 score many continuations against it.
 """
 
@@ -17,16 +18,20 @@ from arch import stack
 from arch.config import TransformerConfig
 
 
-def _self_bias(cfg, pos_BxL, *, bidirectional, name):
-  """Additive position bias [B|1, H, L, L] of one stack (called inside the stack's compact)."""
+def _self_bias(cfg, length, *, bidirectional, name):
+  """Additive position bias [1, H, L, L] of one stack (called inside the stack's compact).
+
+  Built from index distances once for every row and layer of the stack (arch/positions.py).
+  """
   if cfg.position_scheme == "relative":
-    buckets = positions.relative_buckets(
-        pos_BxL, pos_BxL, bidirectional=bidirectional, num_buckets=cfg.relative_num_buckets,
+    onehot_RxN = positions.relative_onehot(
+        length, length, bidirectional=bidirectional, num_buckets=cfg.relative_num_buckets,
         max_distance=cfg.relative_max_distance)
     return positions.RelativePositionBias(cfg.num_heads, cfg.relative_num_buckets,
-                                          name=name)(buckets)
+                                          name=name)(onehot_RxN, length)
   if cfg.position_scheme == "alibi":
-    return positions.alibi_bias(pos_BxL, pos_BxL, cfg.num_heads)
+    index_1xL = positions.default_positions(length)
+    return positions.alibi_bias(index_1xL, index_1xL, cfg.num_heads)
   return None
 
 
@@ -43,14 +48,11 @@ class Encoder(nn.Module):
     x_BxSxD = self.perturb("embedded_inputs", x_BxSxD)
     x_BxSxD = layers.dropout(cfg.dropout_rate, x_BxSxD, deterministic)
     valid_BxS = tokens_BxS > 0
-    seg = None if segment_ids_BxS is None else masks.segment_mask(segment_ids_BxS, segment_ids_BxS)
-    bias = masks.mask_to_bias(masks.combine(masks.pair_mask(valid_BxS, valid_BxS), seg))
+    mask = masks.AttentionMask(valid_BxS, valid_BxS, segment_ids_BxS, segment_ids_BxS)
     pos_BxS = (positions.default_positions(tokens_BxS.shape[-1]) if positions_BxS is None
                else positions_BxS)
-    pos_bias = _self_bias(cfg, pos_BxS, bidirectional=True, name="relpos_bias")
-    if pos_bias is not None:
-      bias = layers.broadcast_add(bias, pos_bias)
-    x_BxSxD = stack.run_stack(cfg, cfg.num_encoder_layers, x_BxSxD, bias, None, pos_BxS,
+    pos_bias = _self_bias(cfg, tokens_BxS.shape[-1], bidirectional=True, name="relpos_bias")
+    x_BxSxD = stack.run_stack(cfg, cfg.num_encoder_layers, x_BxSxD, mask, pos_bias, None, pos_BxS,
                               deterministic=deterministic)
     y_BxSxD = layers.RMSNorm(cfg.norm_epsilon, cfg.activation_dtype, name="encoder_norm")(x_BxSxD)
     return layers.dropout(cfg.dropout_rate, y_BxSxD, deterministic)
@@ -69,21 +71,19 @@ class Decoder(nn.Module):
     x_BxTxD = self.embedder(input_tokens_BxT)
     x_BxTxD = self.perturb("embedded_inputs", x_BxTxD)
     x_BxTxD = layers.dropout(cfg.dropout_rate, x_BxTxD, deterministic)
-    self_bias = masks.mask_to_bias(
-        masks.decoder_only_mask(target_tokens_BxT, segment_ids_BxT, None, prefix=False))
+    self_mask = masks.decoder_only_attention_mask(target_tokens_BxT, segment_ids_BxT, None,
+                                                  prefix=False)
     pos_BxT = (positions.default_positions(input_tokens_BxT.shape[-1]) if positions_BxT is None
                else positions_BxT)
-    pos_bias = _self_bias(cfg, pos_BxT, bidirectional=False, name="relpos_bias")
-    if pos_bias is not None:
-      self_bias = layers.broadcast_add(self_bias, pos_bias)
-    cross_seg = None
-    if segment_ids_BxT is not None and encoder_segment_ids_BxS is not None:
-      cross_seg = masks.segment_mask(segment_ids_BxT, encoder_segment_ids_BxS)
-    cross_bias = masks.mask_to_bias(masks.combine(
-        masks.pair_mask(target_tokens_BxT > 0, encoder_valid_BxS), cross_seg))
-    x_BxTxD = stack.run_stack(cfg, cfg.num_decoder_layers, x_BxTxD, self_bias, None, pos_BxT,
-                              deterministic=deterministic, cross_attention=True,
-                              encoded_BxSxD=encoded_BxSxD, cross_bias=cross_bias)
+    pos_bias = _self_bias(cfg, input_tokens_BxT.shape[-1], bidirectional=False,
+                          name="relpos_bias")
+    packed = segment_ids_BxT is not None and encoder_segment_ids_BxS is not None
+    cross_mask = masks.AttentionMask(target_tokens_BxT > 0, encoder_valid_BxS,
+                                     segment_ids_BxT if packed else None,
+                                     encoder_segment_ids_BxS if packed else None)
+    x_BxTxD = stack.run_stack(cfg, cfg.num_decoder_layers, x_BxTxD, self_mask, pos_bias, None,
+                              pos_BxT, deterministic=deterministic, cross_attention=True,
+                              encoded_BxSxD=encoded_BxSxD, cross_mask=cross_mask)
     y_BxTxD = layers.RMSNorm(cfg.norm_epsilon, cfg.activation_dtype, name="decoder_norm")(x_BxTxD)
     return layers.dropout(cfg.dropout_rate, y_BxTxD, deterministic)
 

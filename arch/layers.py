@@ -6,8 +6,6 @@ kv, vocab, relpos_buckets); experiments/ maps them onto a device mesh with logic
 
 from __future__ import annotations
 
-import functools
-import math
 from typing import Optional
 
 import flax.linen as nn
@@ -15,6 +13,8 @@ import jax
 import jax.numpy as jnp
 from jax.ad_checkpoint import checkpoint_name
 
+from arch import kernels
+from arch import masks
 from arch import positions
 from arch.config import TransformerConfig
 
@@ -25,103 +25,21 @@ def _constrain(x, axes):
   return nn.with_logical_constraint(x, axes)
 
 
-def token_matmul(x_BxLxI, kernel_IxO, in_dims: int = 1, weight_grad_gemm: bool = False):
+def token_matmul(x_BxLxI, kernel_IxO, in_dims: int = 1, dot=jnp.dot):
   """x @ kernel over the last `in_dims` axes of x, with batch and length flattened into one axis.
 
   A 2-D [B*L, I] x [I, O] product keeps the weight gradient a plain GEMM: contracting over both
   batch and length (as a 3-D einsum does) makes XLA's CPU and GPU emitters transpose the large
-  [B, L, O] cotangent first, a large share of the CPU train step (benchmarks/README.md).
-  `weight_grad_gemm` (the vocabulary projection) also materializes x^T for the weight gradient on
-  CPU: see `_matmul_weight_grad_as_gemm`.
+  [B, L, O] cotangent first (benchmarks/README.md). `dot` is the product of the flattened operands
+  (the vocabulary projection takes its kernel set's: arch/kernels).
   """
   lead = x_BxLxI.shape[:-in_dims]
   in_size = 1
   for n in kernel_IxO.shape[:in_dims]:
     in_size *= n
   out_shape = kernel_IxO.shape[in_dims:]
-  x_NxI = x_BxLxI.reshape((-1, in_size))
-  kernel_IxO = kernel_IxO.reshape((in_size, -1))
-  if weight_grad_gemm and jax.default_backend() == "cpu":
-    y_NxO = _matmul_weight_grad_as_gemm(x_NxI, kernel_IxO)
-  else:
-    y_NxO = jnp.dot(x_NxI, kernel_IxO)
+  y_NxO = dot(x_BxLxI.reshape((-1, in_size)), kernel_IxO.reshape((in_size, -1)))
   return y_NxO.reshape(lead + out_shape)
-
-
-@jax.custom_vjp
-def _matmul_weight_grad_as_gemm(x_NxI, kernel_IxO):
-  """x @ kernel whose weight gradient multiplies a materialized x^T (the same numbers).
-
-  XLA:CPU hands x^T @ dy written as one dot contracting dim 0 of both operands to Eigen; with x^T
-  materialized (an [I, N] copy) it is a plain GEMM that YNNPACK takes, which is faster for the
-  vocabulary weight gradient (figures in benchmarks/README.md).
-  """
-  return jnp.dot(x_NxI, kernel_IxO)
-
-
-def _matmul_weight_grad_as_gemm_fwd(x_NxI, kernel_IxO):
-  return jnp.dot(x_NxI, kernel_IxO), (x_NxI, kernel_IxO)
-
-
-def _matmul_weight_grad_as_gemm_bwd(residuals, dy_NxO):
-  x_NxI, kernel_IxO = residuals
-  xt_IxN = jax.lax.optimization_barrier(x_NxI.T)  # keeps XLA from folding the transpose back
-  return jnp.dot(dy_NxO, kernel_IxO.T), jnp.dot(xt_IxN, dy_NxO)
-
-
-_matmul_weight_grad_as_gemm.defvjp(_matmul_weight_grad_as_gemm_fwd,
-                                   _matmul_weight_grad_as_gemm_bwd)
-
-
-def broadcast_add(x, y):
-  """x + y with numpy broadcasting; used where a position bias meets the attention-mask bias.
-
-  On CPU, the gradient of an operand broadcast over leading axes (the [1, H, Q, K] relative-position
-  bias added to every batch row) sums those axes as a GEMV with a ones vector: XLA:CPU's YNNPACK
-  reduction over the outer axis is slow here (figures in benchmarks/README.md). The values agree
-  up to float32 summation order. Other backends keep the plain add.
-  """
-  x_shape, y_shape = tuple(jnp.shape(x)), tuple(jnp.shape(y))
-  if jax.default_backend() != "cpu" or x_shape == y_shape:
-    return x + y
-  return _add_with_gemv_unbroadcast((x_shape, jnp.result_type(x)), (y_shape, jnp.result_type(y)),
-                                    x, y)
-
-
-def _sum_to_shape(g, shape):
-  """Sums the cotangent g down to the broadcast-compatible `shape`; leading axes as a GEMV."""
-  full = (1,) * (g.ndim - len(shape)) + tuple(shape)
-  lead = 0
-  while lead < g.ndim and full[lead] == 1:
-    lead += 1
-  lead_size = math.prod(g.shape[:lead])
-  if lead_size > 1:
-    summed = jnp.dot(jnp.ones((lead_size,), g.dtype), g.reshape(lead_size, -1),
-                     preferred_element_type=jnp.float32)
-    g = summed.astype(g.dtype).reshape((1,) * lead + g.shape[lead:])
-  rest = tuple(d for d in range(lead, g.ndim) if full[d] == 1 and g.shape[d] != 1)
-  if rest:
-    g = jnp.sum(g, axis=rest, keepdims=True)
-  return g.reshape(shape)
-
-
-@functools.partial(jax.custom_vjp, nondiff_argnums=(0, 1))
-def _add_with_gemv_unbroadcast(x_aval, y_aval, x, y):
-  """x + y; x_aval and y_aval are the operands' static (shape, dtype), which the cotangents take."""
-  del x_aval, y_aval
-  return x + y
-
-
-def _add_with_gemv_unbroadcast_fwd(x_aval, y_aval, x, y):
-  del x_aval, y_aval
-  return x + y, None
-
-
-def _add_with_gemv_unbroadcast_bwd(x_aval, y_aval, _, g):
-  return tuple(_sum_to_shape(g, shape).astype(dtype) for shape, dtype in (x_aval, y_aval))
-
-
-_add_with_gemv_unbroadcast.defvjp(_add_with_gemv_unbroadcast_fwd, _add_with_gemv_unbroadcast_bwd)
 
 
 def dropout(rate: float, x_BxLxD, deterministic: bool):
@@ -162,8 +80,9 @@ class Embed(nn.Module):
     x_BxLxD = jnp.take(self.embedding, ids_BxL, axis=0).astype(self.dtype)
     return _constrain(x_BxLxD, ("batch", "length", "embed"))
 
-  def attend(self, x_BxLxD):
-    return token_matmul(x_BxLxD, self.embedding.astype(self.dtype).T, weight_grad_gemm=True)
+  def attend(self, x_BxLxD, dot=kernels.reference.vocab_dot):
+    """float32 logits against the embedding rows (`dot`: the kernel set's vocabulary product)."""
+    return token_matmul(x_BxLxD, self.embedding.astype(self.dtype).T, dot=dot)
 
 
 class MlpBlock(nn.Module):
@@ -202,8 +121,9 @@ class MlpBlock(nn.Module):
 class MultiHeadAttention(nn.Module):
   """Dot-product attention, no biases; 1/sqrt(Dh) is folded into the query init as in T5.
 
-  Q and K are the query and key lengths, Dh the head dim. bias_BxHxQxK is additive and may have
-  size 1 on its batch or head axis (a mask shared by all heads, a position bias by all rows).
+  Q and K are the query and key lengths, Dh the head dim. bias_bxhxQxK is an additive float32
+  position bias ([1, H, Q, K], or None) and `mask` an arch.masks.AttentionMask (None: every pair
+  allowed). The core is `kernels.attend`, the kernel chosen by config.attention_impl.
   """
 
   config: TransformerConfig
@@ -211,7 +131,8 @@ class MultiHeadAttention(nn.Module):
   use_rotary: bool = False
 
   @nn.compact
-  def __call__(self, xq_BxQxD, xkv_BxKxD, bias_BxHxQxK, q_pos_BxQ=None, k_pos_BxK=None):
+  def __call__(self, xq_BxQxD, xkv_BxKxD, bias_bxhxQxK, q_pos_BxQ=None, k_pos_BxK=None,
+               mask: Optional[masks.AttentionMask] = None):
     cfg = self.config
     dtype = cfg.activation_dtype
     d, h, dh = xq_BxQxD.shape[-1], cfg.num_heads, cfg.head_dim
@@ -239,12 +160,14 @@ class MultiHeadAttention(nn.Module):
       # at the cache index and the queries attend over every slot; the caller's bias is
       # [B, H|1, Q, cache length] and masks the slots not written yet.
       k_BxKxHxDh, v_BxKxHxDh = _update_kv_cache(self, k_BxKxHxDh, v_BxKxHxDh)
-    logits_BxHxQxK = jnp.einsum("bqhd,bkhd->bhqk", q_BxQxHxDh, k_BxKxHxDh).astype(jnp.float32)
-    logits_BxHxQxK = logits_BxHxQxK + bias_BxHxQxK.astype(jnp.float32)
-    weights_BxHxQxK = jax.nn.softmax(logits_BxHxQxK, axis=-1).astype(dtype)
-    weights_BxHxQxK = nn.Dropout(cfg.dropout_rate)(weights_BxHxQxK,
-                                                   deterministic=self.deterministic)
-    ctx_BxQxHxDh = jnp.einsum("bhqk,bkhd->bqhd", weights_BxHxQxK, v_BxKxHxDh)
+    if mask is None:
+      mask = masks.AttentionMask(jnp.ones(q_BxQxHxDh.shape[:2], bool),
+                                 jnp.ones(k_BxKxHxDh.shape[:2], bool))
+    dropout = None
+    if cfg.dropout_rate > 0.0 and not self.deterministic:
+      dropout = lambda w: nn.Dropout(cfg.dropout_rate)(w, deterministic=False)  # noqa: E731
+    ctx_BxQxHxDh = kernels.attend(q_BxQxHxDh, k_BxKxHxDh, v_BxKxHxDh, bias_bxhxQxK, mask,
+                                  impl=cfg.attention_impl, dropout=dropout)
     out_HxDhxD = self.param("out", nn.with_logical_partitioning(out_init, ("heads", "kv", "embed")),
                             (h, dh, d), jnp.float32)
     out_BxQxD = token_matmul(ctx_BxQxHxDh, out_HxDhxD.astype(dtype), in_dims=2)
@@ -272,20 +195,21 @@ class LogitsDense(nn.Module):
   dtype: jnp.dtype = jnp.float32
 
   @nn.compact
-  def __call__(self, x_BxLxD):
+  def __call__(self, x_BxLxD, dot=kernels.reference.vocab_dot):
     kernel_DxV = self.param("kernel", nn.with_logical_partitioning(_fan_in, ("embed", "vocab")),
                             (x_BxLxD.shape[-1], self.vocab_rows), jnp.float32)
-    return token_matmul(x_BxLxD, kernel_DxV.astype(self.dtype), weight_grad_gemm=True)
+    return token_matmul(x_BxLxD, kernel_DxV.astype(self.dtype), dot=dot)
 
 
 def output_logits(config: TransformerConfig, embedder: Embed, logits_dense: Optional[LogitsDense],
                   y_BxLxD):
   """float32 [B, L, V_padded] logits; padded vocabulary rows are masked out of the softmax."""
+  dot = kernels.vocab_dot(config.attention_impl)
   if config.tie_embeddings:
     # Tied embeddings are N(0, 1): rescale so the logits start at unit scale (as T5 does).
-    logits_BxLxV = embedder.attend(y_BxLxD) / jnp.sqrt(y_BxLxD.shape[-1]).astype(y_BxLxD.dtype)
+    logits_BxLxV = embedder.attend(y_BxLxD, dot) / jnp.sqrt(y_BxLxD.shape[-1]).astype(jnp.float32)
   else:
-    logits_BxLxV = logits_dense(y_BxLxD)
+    logits_BxLxV = logits_dense(y_BxLxD, dot)
   logits_BxLxV = logits_BxLxV.astype(jnp.float32)
   rows = config.padded_vocab_size
   if rows > config.vocab_size:

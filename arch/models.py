@@ -8,6 +8,7 @@ three built-in architectures are registered here (arch/registry.py), where their
 
 from __future__ import annotations
 
+import copy
 import functools
 from typing import Any, Mapping, Optional
 
@@ -21,6 +22,7 @@ from arch import config as config_lib
 from arch import converters
 from arch import decoding
 from arch import flops
+from arch import kernels
 from arch import registry
 from arch.decoder import DecoderOnlyNetwork
 from arch.encoder_decoder import EncoderDecoderNetwork
@@ -30,19 +32,12 @@ Z_LOSS = 1e-4  # the paper's (t5x's default): z_loss x summed logsumexp^2 is add
 Batch = Mapping[str, jax.Array]
 
 
-def _weighted_token_stats(logits_BxLxV, targets_BxL):
+def _weighted_token_stats(logits_BxLxV, targets_BxL, impl: str = "xla"):
   """Per-token cross-entropy, logsumexp and correctness, all float32 [B, L]."""
   logits_BxLxV = logits_BxLxV.astype(jnp.float32)
   lse_BxL = jax.nn.logsumexp(logits_BxLxV, axis=-1)
   target_logit_BxL = jnp.take_along_axis(logits_BxLxV, targets_BxL[..., None], axis=-1)[..., 0]
-  # argmax == target, without jnp.argmax: its (value, index) reduction is a slow extra pass on
-  # CPU (benchmarks/README.md). The target is argmax iff its logit is the maximum
-  # and no earlier vocabulary index reaches that maximum (argmax takes the first of ties).
-  max_BxL = jnp.max(logits_BxLxV, axis=-1)
-  vocab_ids = jax.lax.broadcasted_iota(jnp.int32, logits_BxLxV.shape, logits_BxLxV.ndim - 1)
-  earlier_tie_BxL = jnp.any((vocab_ids < targets_BxL[..., None])
-                            & (logits_BxLxV >= max_BxL[..., None]), axis=-1)
-  correct_BxL = ((target_logit_BxL >= max_BxL) & ~earlier_tie_BxL).astype(jnp.float32)
+  correct_BxL = kernels.token_correct(logits_BxLxV, targets_BxL, impl)
   return lse_BxL - target_logit_BxL, lse_BxL, correct_BxL
 
 
@@ -65,6 +60,27 @@ class BaseModel:
     self.config = config
     self.z_loss = float(z_loss)
     self._init_fns = {}
+
+  def for_platform(self, platform: str) -> "BaseModel":
+    """This model with attention_impl 'auto' resolved for `platform` (the mesh's devices').
+
+    The trainer calls it before tracing, so the kernels follow the devices the step compiles
+    for rather than JAX's default backend. A kernel bound for another platform fails here.
+    """
+    impl = kernels.resolve(self.config.attention_impl, platform)
+    problem = kernels.check_platform(impl, platform)
+    if problem:
+      raise config_lib.ConfigError(
+          f"TransformerConfig.attention_impl = {self.config.attention_impl!r}: {problem}. Bind "
+          f"TransformerConfig.attention_impl = 'auto' (or 'xla' / 'blockwise', which run "
+          f"anywhere).")
+    if impl == self.config.attention_impl:
+      return self
+    model = copy.copy(self)
+    model.config = self.config.replace(attention_impl=impl)
+    model.module = self.module.clone(config=model.config)
+    model._init_fns = {}
+    return model
 
   @property
   def feature_converter_cls(self) -> type:
@@ -123,7 +139,8 @@ class BaseModel:
     logits_BxLxV = self.apply(params, batch, dropout_rng)
     targets_BxL = batch["decoder_target_tokens"]
     weights_BxL = batch["decoder_loss_weights"].astype(jnp.float32)
-    ce_BxL, lse_BxL, correct_BxL = _weighted_token_stats(logits_BxLxV, targets_BxL)
+    ce_BxL, lse_BxL, correct_BxL = _weighted_token_stats(logits_BxLxV, targets_BxL,
+                                                         self.config.attention_impl)
     cross_ent = jnp.sum(ce_BxL * weights_BxL)
     z_loss = self.z_loss * jnp.sum(jnp.square(lse_BxL) * weights_BxL)
     num_tokens = jnp.sum(weights_BxL)

@@ -44,8 +44,9 @@ REMAT_POLICIES = {
 class TransformerLayer(nn.Module):
   """Pre-norm residual layer: self-attention, [cross-attention], gated MLP.
 
-  self_bias ([B, 1, L, L] or [B, H, L, L]) and cross_bias ([B, 1, L, S]) are additive attention
-  biases; a layer that owns a relative-bias table adds its [B, H, L, L] bias to self_bias.
+  self_mask / cross_mask are arch.masks.AttentionMask; pos_bias is the stack's additive [1, H, L, L]
+  position bias (or None). A layer that owns a relative-bias table (decoder-only) builds its own
+  bias from the stack's distance one-hot relpos_onehot_RxN (arch/positions.py).
   """
 
   config: TransformerConfig
@@ -55,8 +56,8 @@ class TransformerLayer(nn.Module):
   scanned: bool = False
 
   @nn.compact
-  def __call__(self, x_BxLxD, self_bias, buckets_BxLxL=None, pos_BxL=None, encoded_BxSxD=None,
-               cross_bias=None):
+  def __call__(self, x_BxLxD, self_mask, pos_bias=None, relpos_onehot_RxN=None, pos_BxL=None,
+               encoded_BxSxD=None, cross_mask=None):
     cfg = self.config
     dtype = cfg.activation_dtype
     drop = lambda y: nn.Dropout(cfg.dropout_rate, broadcast_dims=(-2,))(  # noqa: E731
@@ -65,11 +66,12 @@ class TransformerLayer(nn.Module):
     use_rotary = cfg.position_scheme == "rotary"
 
     if self.own_relpos_table:
-      self_bias = layers.broadcast_add(self_bias, positions.RelativePositionBias(
-          cfg.num_heads, cfg.relative_num_buckets, name="relpos_bias")(buckets_BxLxL))
+      pos_bias = positions.RelativePositionBias(
+          cfg.num_heads, cfg.relative_num_buckets, name="relpos_bias")(
+              relpos_onehot_RxN, x_BxLxD.shape[-2])
     h_BxLxD = norm("pre_self_attention_norm")(x_BxLxD)
     h_BxLxD = layers.MultiHeadAttention(cfg, self.deterministic, use_rotary, name="self_attention")(
-        h_BxLxD, h_BxLxD, self_bias, pos_BxL, pos_BxL)
+        h_BxLxD, h_BxLxD, pos_bias, pos_BxL, pos_BxL, mask=self_mask)
     h_BxLxD = checkpoint_name(h_BxLxD, "attention_out")
     x_BxLxD = x_BxLxD + drop(h_BxLxD)
 
@@ -77,7 +79,7 @@ class TransformerLayer(nn.Module):
       h_BxLxD = norm("pre_cross_attention_norm")(x_BxLxD)
       h_BxLxD = layers.MultiHeadAttention(cfg, self.deterministic, False,
                                           name="encoder_decoder_attention")(
-                                              h_BxLxD, encoded_BxSxD, cross_bias)
+                                              h_BxLxD, encoded_BxSxD, None, mask=cross_mask)
       h_BxLxD = checkpoint_name(h_BxLxD, "attention_out")
       x_BxLxD = x_BxLxD + drop(h_BxLxD)
 
@@ -92,7 +94,7 @@ class TransformerLayer(nn.Module):
 def run_stack(config: TransformerConfig, num_layers: int, x_BxLxD, *args,
               deterministic: bool, name: str = "layers", own_relpos_table: bool = False,
               cross_attention: bool = False, encoded_BxSxD: Optional[jax.Array] = None,
-              cross_bias=None):
+              cross_mask=None):
   """Applies num_layers TransformerLayers; must be called inside a parent's @nn.compact method."""
   layer_cls = TransformerLayer
   if config.remat_policy != "none":
@@ -100,7 +102,7 @@ def run_stack(config: TransformerConfig, num_layers: int, x_BxLxD, *args,
                          prevent_cse=not config.scan_layers)
   attrs = dict(config=config, deterministic=deterministic, own_relpos_table=own_relpos_table,
                cross_attention=cross_attention)
-  call_args = tuple(args) + (encoded_BxSxD, cross_bias)
+  call_args = tuple(args) + (encoded_BxSxD, cross_mask)
   if config.scan_layers:
     scanned_cls = nn.scan(
         layer_cls,

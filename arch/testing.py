@@ -139,9 +139,23 @@ def init_params(model, shapes, seed: int = 0):
   cfg = model.config
   # Fields that leave the parameter tree unchanged share one entry.
   cfg = cfg.replace(prefix_bucketing="causal", remat_policy="none", dropout_rate=0.0,
+                    attention_impl="auto",
                     dtype="float32",
                     position_scheme="relative" if cfg.position_scheme == "relative" else "none")
   key = (type(model.module).__name__, cfg, seed)
   if key not in _PARAM_CACHE:
     _PARAM_CACHE[key] = model.get_initial_variables(jax.random.PRNGKey(seed), shapes)["params"]
   return _PARAM_CACHE[key]
+
+
+def gathered_relative_bias(table_HxN, q_pos_BxQ, k_pos_BxK, *, bidirectional: bool,
+                           num_buckets: int, max_distance: int):
+  """The per-row gathered [B, H, Q, K] relative bias the network used before the one-hot form.
+
+  Kept as the test oracle of arch.positions.RelativePositionBias: buckets of every row's own
+  positions, then a gather from the [H, buckets] table.
+  """
+  from arch import positions  # pylint: disable=g-import-not-at-top
+  buckets_BxQxK = positions.relative_buckets(q_pos_BxQ, k_pos_BxK, bidirectional=bidirectional,
+                                             num_buckets=num_buckets, max_distance=max_distance)
+  return jnp.transpose(jnp.take(table_HxN, buckets_BxQxK, axis=1), (1, 0, 2, 3))

@@ -1,7 +1,7 @@
 """Steady-state training throughput of the real train step for every registered architecture.
 
   python -m benchmarks.train_throughput --json [--steps=10] [--batch_size=8]
-      [--archs=causal_decoder,...] [--no_probe] [--verbose]
+      [--archs=causal_decoder,...] [--attention_impl=auto] [--no_probe] [--verbose]
 
 Fixed configuration (the issue's): emb 256, 4 layers (ED: 4 + 4), 4 heads x 64, gated MLP 1024
 (GEGLU), vocabulary 32,000 untied, float32, batch 8, 256 token positions per example (a causal
@@ -105,7 +105,8 @@ def measure(name: str, steps: int, batch_size: int, peak_per_device: float,
   counts = accounting.account(model, lengths)
   flops = counts["train_flops_per_example"] * batch_size
   return {
-      "arch": name, "tokens_per_step": tokens, "seconds_per_step": seconds,
+      "arch": name, "attention_impl": builder.model.config.attention_impl,
+      "tokens_per_step": tokens, "seconds_per_step": seconds,
       "tokens_per_second": tokens / seconds,
       "cpu_seconds_per_step": cpu_seconds,
       "tokens_per_cpu_second": tokens / cpu_seconds,
@@ -199,10 +200,13 @@ def main(argv: list[str]) -> int:
   parser.add_argument("--archs", default=",".join(registry.names()),
                       help="comma-separated registered architectures")
   parser.add_argument("--no_probe", action="store_true", help="skip the vocab-loss probe")
+  parser.add_argument("--attention_impl", default="auto",
+                      help="TransformerConfig.attention_impl: the kernel set (arch/kernels)")
   args = parser.parse_args(argv)
   gflops = metrics_lib.measure_cpu_matmul_gflops() if jax.devices()[0].platform == "cpu" else None
   peak, peak_source = metrics_lib.peak_flops_per_device(cpu_gflops=gflops)
-  results = [measure(a, args.steps, args.batch_size, peak) for a in args.archs.split(",")]
+  results = [measure(a, args.steps, args.batch_size, peak, attention_impl=args.attention_impl)
+             for a in args.archs.split(",")]
   out = {
       "load_average": list(os.getloadavg()),
       "matmul_peak_gflops": gflops,

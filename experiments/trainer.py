@@ -67,6 +67,10 @@ class StepBuilder:
           f"axis ({data} devices; Partitioner.mesh_shape). Choose a batch that is a multiple "
           f"of {data * self.num_microbatches}.")
     self.micro_shapes = {k: (micro,) + tuple(v[1:]) for k, v in self.input_shapes.items()}
+    # Kernels ('auto' attention_impl) follow the platform of the mesh this step compiles for,
+    # resolved here before anything is traced; a kernel bound for another platform fails here.
+    if hasattr(self.model, "for_platform"):
+      self.model = self.model.for_platform(self.partitioner.platform)
     self._abstract()
 
   # -- shapes and shardings ---------------------------------------------------------------------

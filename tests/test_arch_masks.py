@@ -4,6 +4,7 @@ import jax
 import numpy as np
 import pytest
 
+from arch import masks
 from arch import models
 from arch import testing
 
@@ -127,3 +128,16 @@ def test_nd_with_empty_prefix_equals_cd_on_the_same_params():
   # An empty inputs prefix: seqio marks only the first position.
   empty = testing.decoder_batch(np.random.RandomState(6), 2, L, VOCAB, prefix_lengths=[0, 0])
   np.testing.assert_array_equal(nd.score_batch(params, empty), cd.score_batch(params, empty))
+
+
+@pytest.mark.parametrize("prefix,packed", [(False, False), (False, True), (True, True)])
+def test_attention_mask_vectors_expand_to_the_dense_mask(prefix, packed):
+  rng = np.random.RandomState(7)
+  seg = np.array([[1] * 5 + [2] * 4 + [0] * 3, [1] * 12]) if packed else None
+  batch = testing.decoder_batch(rng, 2, 12, 50, prefix_lengths=[3, 5] if prefix else None,
+                                segment_ids=seg, pad_from=None if packed else 10)
+  args = (batch["decoder_target_tokens"], batch.get("decoder_segment_ids"),
+          batch.get("decoder_causal_attention"))
+  want = masks.decoder_only_mask(*args, prefix=True)
+  got = masks.decoder_only_attention_mask(*args, prefix=True).dense()
+  np.testing.assert_array_equal(got, want)

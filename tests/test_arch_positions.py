@@ -2,10 +2,12 @@
 
 import math
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from arch import masks
 from arch import models
 from arch import positions
 from arch import testing
@@ -120,3 +122,68 @@ def test_nd_bucketing_option_changes_only_prefixed_batches():
   params = testing.init_params(causal, {k: v.shape for k, v in prefixed.items()})
   np.testing.assert_array_equal(causal.score_batch(params, plain), bidir.score_batch(params, plain))
   assert not np.allclose(causal.score_batch(params, prefixed), bidir.score_batch(params, prefixed))
+
+
+def _bias_case(case):
+  """(positions [B|1, L], AttentionMask, bidirectional) of the stacks the relative bias serves."""
+  rng = np.random.RandomState(4)
+  length = 300  # past max_distance 128: the log-spaced and saturated buckets are exercised
+  seg = np.array([[1] * 170 + [2] * 100 + [0] * 30, [1] * 40 + [2] * 200 + [3] * 60])
+  if case in ("ed_encoder", "ed_decoder"):
+    batch = testing.encdec_batch(rng, 2, length, length, 200, encoder_segment_ids=seg,
+                                 decoder_segment_ids=seg)
+    if case == "ed_encoder":
+      valid = batch["encoder_input_tokens"] > 0
+      seg_ids = batch["encoder_segment_ids"]
+      return (batch["encoder_positions"], masks.AttentionMask(valid, valid, seg_ids, seg_ids),
+              True)
+    return (batch["decoder_positions"], masks.decoder_only_attention_mask(
+        batch["decoder_target_tokens"], batch["decoder_segment_ids"], None, prefix=False), False)
+  if case == "unpacked":
+    batch = testing.decoder_batch(rng, 2, length, 200, pad_from=250)
+    return (positions.default_positions(length), masks.decoder_only_attention_mask(
+        batch["decoder_target_tokens"], prefix=False), False)
+  prefix = [100, 30] if case.startswith("nd") else None
+  batch = testing.decoder_batch(rng, 2, length, 200, prefix_lengths=prefix, segment_ids=seg)
+  mask = masks.decoder_only_attention_mask(
+      batch["decoder_target_tokens"], batch["decoder_segment_ids"],
+      batch.get("decoder_causal_attention"), prefix=prefix is not None)
+  return batch["decoder_positions"], mask, case == "nd_bidirectional"
+
+
+@pytest.mark.parametrize("case", ["unpacked", "packed", "nd_causal", "nd_bidirectional",
+                                  "ed_encoder", "ed_decoder"])
+def test_one_hot_bias_equals_the_gathered_bias(case):
+  """[1, H, L, L] from index distances = each row's gathered bias on every pair the mask allows."""
+  pos_BxL, mask, bidirectional = _bias_case(case)
+  length, heads, buckets = mask.q_valid_BxQ.shape[1], 3, 32
+  table_HxN = jnp.asarray(np.random.RandomState(5).randn(heads, buckets), jnp.float32)
+  onehot_RxN = positions.relative_onehot(length, length, bidirectional=bidirectional,
+                                         num_buckets=buckets, max_distance=128)
+  new_1xHxLxL = positions.RelativePositionBias(heads, buckets).apply(
+      {"params": {"rel_embedding": table_HxN}}, onehot_RxN, length)
+  old_BxHxLxL = testing.gathered_relative_bias(table_HxN, pos_BxL, pos_BxL,
+                                               bidirectional=bidirectional, num_buckets=buckets,
+                                               max_distance=128)
+  assert new_1xHxLxL.shape == (1, heads, length, length)
+  full = (mask.q_valid_BxQ.shape[0], heads, length, length)
+  allowed = np.broadcast_to(np.asarray(mask.dense()), full)
+  new = np.broadcast_to(np.asarray(new_1xHxLxL), full)
+  old = np.broadcast_to(np.asarray(old_BxHxLxL), full)
+  assert allowed.sum() > 0.2 * allowed.size
+  np.testing.assert_array_equal(new[allowed], old[allowed])
+  if case == "unpacked":  # one row of positions: equal on every pair
+    np.testing.assert_array_equal(new, old)
+  # Its gradient is the table's, without a scatter: a dot on the one-hot.
+  jaxpr = str(jax.make_jaxpr(jax.grad(lambda t: jnp.sum(positions.RelativePositionBias(
+      heads, buckets).apply({"params": {"rel_embedding": t}}, onehot_RxN, length) ** 2)))(
+          table_HxN))
+  assert "scatter" not in jaxpr and "gather" not in jaxpr
+
+
+def test_toeplitz_layout_for_any_query_count():
+  for q_len, k_len in [(1, 5), (3, 3), (4, 7), (6, 2)]:
+    v_HxR = np.arange(2 * (q_len + k_len - 1), dtype=np.float32).reshape(2, -1)
+    want = np.array([[[v_HxR[h, j - i + q_len - 1] for j in range(k_len)] for i in range(q_len)]
+                     for h in range(2)])[None]
+    np.testing.assert_array_equal(positions.toeplitz(jnp.asarray(v_HxR), q_len), want)

@@ -8,14 +8,14 @@ import sys
 import pytest
 
 _SCRIPT = r'''
-import json
+import json, sys
 import jax, jax.numpy as jnp, numpy as np
 from arch import config as config_lib, models
 from experiments import optimizers, partitioning, trainer
 
 assert jax.device_count() == 8, jax.devices()
 cfg = config_lib.TransformerConfig(vocab_size=250, emb_dim=32, num_heads=4, head_dim=8,
-                                   mlp_dim=64, num_layers=2)
+                                   mlp_dim=64, num_layers=2, attention_impl=sys.argv[1])
 model = models.get_model("causal_decoder", cfg)
 shapes = model.input_shapes(8, {"targets": 32})
 rng = np.random.RandomState(0)
@@ -70,10 +70,11 @@ print("RESULT " + json.dumps(out))
 
 @pytest.mark.multidevice
 @pytest.mark.slow
-def test_meshes_match_one_device(repo_root):
+@pytest.mark.parametrize("impl", ["cpu", "xla"])
+def test_meshes_match_one_device(repo_root, impl):
   env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=8",
              JAX_PLATFORMS="cpu", TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=str(repo_root))
-  proc = subprocess.run([sys.executable, "-c", _SCRIPT], cwd=repo_root, env=env,
+  proc = subprocess.run([sys.executable, "-c", _SCRIPT, impl], cwd=repo_root, env=env,
                         capture_output=True, text=True, timeout=900, check=False)
   lines = [l for l in proc.stdout.splitlines() if l.startswith("RESULT ")]
   assert proc.returncode == 0 and lines, proc.stderr[-3000:]

@@ -93,6 +93,30 @@ def test_kill_9_then_rerun_equals_uninterrupted(tmp_path, cd_run):
 
 
 @pytest.mark.slow
+def test_kill_9_then_rerun_equals_uninterrupted_with_the_reference_kernels(tmp_path):
+  """As above with attention_impl = 'xla' (the CPU default 'auto' runs the 'cpu' kernels)."""
+  xla = ["arch.config.TransformerConfig.attention_impl = 'xla'"]
+  ref_dir, run_dir = tmp_path / "ref", tmp_path / "run"
+  train.run(*testing.tiny_stack("causal_decoder", "full_lm", ref_dir, 20, checkpoint_period=10,
+                                extra=xla))
+  files, bindings = testing.tiny_stack("causal_decoder", "full_lm", run_dir, 20,
+                                       checkpoint_period=10, extra=xla)
+  # SIGKILL right after the last step's asynchronous save was started: that save may be torn.
+  killed = testing.run_subprocess(files, bindings,
+                                  env={"ZEROSHOT_HARNESS_SIGNAL_AT_STEP": "20"})
+  assert killed.returncode == -9, killed.stderr[-2000:]
+  survived = checkpoints.Checkpointer(run_dir).all_steps()
+  assert survived and set(survived) <= {10, 20}
+  resumed = testing.run_subprocess(files, bindings)
+  assert resumed.returncode == 0, resumed.stderr[-3000:]
+  assert "Resuming at step" in resumed.stderr
+  for a, b in zip(jax.tree_util.tree_leaves(_params(run_dir)),
+                  jax.tree_util.tree_leaves(_params(ref_dir))):
+    assert np.array_equal(np.asarray(a), np.asarray(b))
+  assert _model_metrics(run_dir) == _model_metrics(ref_dir)
+
+
+@pytest.mark.slow
 def test_cd_checkpoint_adapts_as_nd_on_another_objective(tmp_path, cd_run):
   cd_dir, _ = cd_run
   cd_params = _params(cd_dir)
