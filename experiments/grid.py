@@ -36,6 +36,7 @@ import seqio
 
 from experiments.runtime import gin_utils
 from experiments import grid_plan
+from experiments import grid_scale
 from experiments import grid_spec
 from experiments import results as results_lib
 from experiments.grid_plan import DONE, ERROR, Stage
@@ -43,12 +44,6 @@ from experiments.grid_spec import Grid, GridError
 
 GRID_JSON = "grid.json"
 STATUS_JSON = "status.json"
-
-
-@gin.configurable(module="experiments.grid")
-def model_of(model=gin.REQUIRED):
-  """Evaluates the MODEL macro of a stage's gin (bound by the dry run)."""
-  return model
 
 
 # ---------------------------------------------------------------------------------------------
@@ -217,6 +212,8 @@ def run_grid(grid: Grid, grid_dir: str, log: Callable[[str], None] = print) -> d
   check_grid_dir(grid, grid_dir)
   stages = grid_plan.plan(grid, grid_dir)
   broken = preflight(stages)
+  if grid.sizes:  # a scaling grid: each run's parameters and FLOPs, for experiments.scaling
+    grid_scale.write_points(grid, grid_dir, stages, skip=list(broken))
   status: dict[str, dict[str, Any]] = {}
   bar = _progress(len(stages))
   if bar is not None and not bar.disable and log is print:
@@ -328,7 +325,7 @@ def report(grid: Grid, grid_dir: str, outcome: dict[str, Any] | None = None) -> 
 # Dry run: validation and accounting without training.
 
 
-def account(stage: Stage) -> dict[str, Any]:
+def account(stage: Stage, with_task_check: bool = True) -> dict[str, Any]:
   """A training stage's model and task, checked without building parameters or reading data.
 
   Returns arch.accounting's params and training FLOPs per example, the activation dtype, and the
@@ -336,19 +333,7 @@ def account(stage: Stage) -> dict[str, Any]:
   (VOCAB_SIZE gives the embedding rows), so the accounting works where the vocabulary file is not
   reachable (a laptop planning a pod run); the task check then says it could not run.
   """
-  from arch import accounting  # pylint: disable=g-import-not-at-top
-  gin_utils.parse_gin(stage.gin_files, list(stage.bindings) + [
-      "experiments.grid.model_of.model = %MODEL", "arch.models.get_model.vocabulary = None"],
-                      finalize=False, defaults=["VOCABULARY = None"])
-  try:
-    lengths = dict(gin_utils.require_macro("TASK_FEATURE_LENGTHS"))
-    model = model_of()
-    out = dict(accounting.account(model, lengths))
-    out["dtype"] = str(model.config.dtype)
-    out["task_check"] = check_task(model, stage.task, lengths)
-    return out
-  finally:
-    gin.clear_config()
+  return grid_scale.account(stage, check_task if with_task_check else None)
 
 
 TASK_OK, TASK_MIXTURE, TASK_UNCHECKED = "ok", "registered", "unchecked"
@@ -414,6 +399,9 @@ def dry_run(grid: Grid, grid_dir: str, log: Callable[[str], None] = print) -> li
       total_flops += flops
     row["train_flops"] = total_flops
     rows.append(row)
+  if grid.sizes:
+    ok = [s for s in stages if s.cell.name not in broken]
+    log(grid_scale.compute_note(grid_scale.points(grid, ok)))
   log(format_dry_run(rows) + (f"\n{seeds_note(grid.seeds)}; the steps, tokens and FLOPs above "
                               f"are per seed, x{len(grid.seeds)} for the grid." if grid.seeds
                               else ""))
