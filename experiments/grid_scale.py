@@ -120,7 +120,10 @@ def points(grid: Grid, stages: Sequence[grid_plan.Stage], skip: Sequence[str] = 
   for s in stages:
     if s.kind != "train" or s.seed != first_seed or s.cell.name in skip:
       continue
-    acc = account(s)  # pylint: disable=redefined-outer-name
+    try:
+      acc = account(s)  # pylint: disable=redefined-outer-name
+    except Exception:  # pylint: disable=broad-except
+      continue  # a cell whose gin is broken: the grid records its error; no point to place
     stage_flops = float(acc["train_flops_per_example"]) * s.examples
     paper = float(acc["paper_flops_per_example"]) * s.examples
     before = done.get(s.depends_on[0], (0.0, 0.0)) if s.depends_on else (0.0, 0.0)
