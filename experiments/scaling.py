@@ -237,7 +237,8 @@ def analyze(points: pd.DataFrame, accuracy: pd.DataFrame | None = None,
 def _ci(p: dict, fmt: str = "{:.3g}") -> str:
   if not p or "value" not in p:
     return "-"
-  if math.isnan(p.get("lo", math.nan)):
+  lo = p.get("lo")
+  if lo is None or math.isnan(lo):
     return fmt.format(p["value"])
   return f"{fmt.format(p['value'])} [{fmt.format(p['lo'])}, {fmt.format(p['hi'])}]"
 
@@ -331,7 +332,7 @@ def plot(report: dict, fits_all: dict, points: pd.DataFrame, out_dir: str) -> li
     ax.errorbar(g["C"], g["loss"], yerr=1.96 * g["loss_se"], fmt="o", color="k", label="runs")
     if base in fits:
       p = e["loss_vs_compute"]["alpha"]
-      band(ax, fits[base], colors[0], f"fit, alpha {p['value']:.3f} [{p['lo']:.3f}, {p['hi']:.3f}]")
+      band(ax, fits[base], colors[0], f"fit, alpha {_ci(p, '{:.3f}')}")
     if base in held_fits:
       ax.plot(grid, held_fits[base].predict(grid), color=colors[1], ls="--",
               label=f"fit without size {e['heldout']['held_out_size']}")
@@ -368,24 +369,37 @@ def plot(report: dict, fits_all: dict, points: pd.DataFrame, out_dir: str) -> li
     plt.close(fig)
     written.append(path)
   fig, ax = plt.subplots(figsize=(7, 5))
-  for i, base in enumerate(report["cells"]):
-    color = colors[i % len(colors)]
-    g = points[points["base"] == base]
-    ax.errorbar(g["C"], g["loss"], yerr=1.96 * g["loss_se"], fmt="o", color=color, ms=4)
-    if base in fits:
-      band(ax, fits[base], color, base)
-  ax.axvline(points["C"].max(), color="0.5", ls=":", lw=1)
-  ax.set_xscale("log")
-  ax.set_xlabel("training FLOPs (arch.accounting)")
-  ax.set_ylabel("held-out continuation loss (nats/token)")
-  ax.set_title("L(C) = E + A (C/C0)^-alpha per cell, 95% bootstrap bands")
-  ax.legend(fontsize=8)
+  overlay(ax, report, fits, points)
   fig.tight_layout()
   path = os.path.join(out_dir, OVERLAY)
   fig.savefig(path, dpi=110)
   plt.close(fig)
   written.append(path)
   return written
+
+
+def overlay(ax, report: dict, fits: dict, points: pd.DataFrame) -> None:
+  """Every cell's points, fitted L(C) and 95% band on one axis (fits: analyze's 'all')."""
+  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+  colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+  grid = np.geomspace(points["C"].min() / 1.5, points["C"].max() * 3, 200)
+  for i, base in enumerate(report["cells"]):
+    color = colors[i % len(colors)]
+    g = points[points["base"] == base]
+    ax.errorbar(g["C"], g["loss"], yerr=1.96 * g["loss_se"], fmt="o", color=color, ms=4)
+    if base in fits:
+      b = fits[base].predict_B(grid)
+      lo, hi = np.nanpercentile(b, [2.5, 97.5], axis=0)
+      ax.fill_between(grid, lo, hi, color=color, alpha=0.2, lw=0)
+      alpha = report["cells"][base]["loss_vs_compute"]["alpha"]
+      ax.plot(grid, fits[base].predict(grid), color=color,
+              label=f"{base}: alpha {_ci(alpha, '{:.3f}')}")
+  ax.axvline(points["C"].max(), color="0.5", ls=":", lw=1)
+  ax.set_xscale("log")
+  ax.set_xlabel("training FLOPs (arch.accounting)")
+  ax.set_ylabel("held-out continuation loss (nats/token)")
+  ax.set_title("L(C) = E + A (C/C0)^-alpha per cell, 95% bootstrap bands")
+  ax.legend(fontsize=7)
 
 
 def _jsonable(obj):

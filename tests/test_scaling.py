@@ -180,3 +180,39 @@ def test_cli_names_what_is_missing(tmp_path):
   one = fake_scaling.build(tmp_path / "one", sizes={"s1": 1e5, "s2": 2e5}, cells=("CD:FLM",))
   report, _ = scaling.analyze(scaling.load_points(str(one)), None, n_boot=50)
   assert "2 point(s) cannot determine" in report["cells"]["CD:FLM"]["loss_vs_compute"]["error"]
+
+
+NOTEBOOK = "notebooks/scaling_laws"
+
+
+def test_notebook_pair_is_in_sync():
+  import jupytext  # pylint: disable=g-import-not-at-top
+  from experiments.runtime import gin_utils  # pylint: disable=g-import-not-at-top
+  py = jupytext.read(gin_utils.REPO_ROOT / f"{NOTEBOOK}.py")
+  nb = jupytext.read(gin_utils.REPO_ROOT / f"{NOTEBOOK}.ipynb")
+  assert [(c.cell_type, c.source) for c in py.cells] == [(c.cell_type, c.source) for c in nb.cells]
+
+
+@pytest.mark.slow  # a kernel start and matplotlib: ~30-60 s on a loaded 2-core machine
+def test_notebook_shows_the_overlay_and_the_table_on_a_tiny_sweep(tmp_path, monkeypatch):
+  import io  # pylint: disable=g-import-not-at-top
+  import nbclient  # pylint: disable=g-import-not-at-top
+  import nbformat  # pylint: disable=g-import-not-at-top
+  import pandas as pd  # pylint: disable=g-import-not-at-top
+  from experiments.runtime import gin_utils  # pylint: disable=g-import-not-at-top
+  root = fake_scaling.build(tmp_path / "g", cells=("CD:FLM", "ED:MLM"),
+                            sizes={k: v for k, v in list(fake_scaling.SIZES.items())[:4]})
+  monkeypatch.setenv("GRID_DIR", str(root))
+  monkeypatch.setenv("SCALING_N_BOOT", "100")
+  nb = nbformat.read(gin_utils.REPO_ROOT / f"{NOTEBOOK}.ipynb", as_version=4)
+  nb.cells.append(nbformat.v4.new_code_cell("print(table.to_json(orient='split'))"))
+  nbclient.NotebookClient(nb, timeout=300, kernel_name="python3",
+                          resources={"metadata": {"path": str(gin_utils.REPO_ROOT)}}).execute()
+  table = pd.read_json(io.StringIO(nb.cells[-1].outputs[0]["text"]), orient="split")
+  assert list(table["cell"]) == ["CD:FLM", "ED:MLM"] and (table["points"] == 4).all()
+  assert table["alpha"].str.contains(r"\[").all()  # an interval, not a bare number
+  images = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])
+            if "image/png" in o.get("data", {})]
+  assert len(images) == 1
+  printed = "".join(o.get("text", "") for o in nb.cells[-2].outputs)
+  assert "Ranking at the largest budget" in printed
