@@ -19,6 +19,10 @@ arch, objective or stage, an adaptation whose source cell is missing, a malforme
 each in its own folders; unset, each cell runs once with the stack's RANDOM_SEED, as before seeds
 existed. `mtf_eval_period` is the in-loop validation period of the MTF stages (default None: off,
 since a P3 folder commonly lacks a validation split for some templates).
+
+`sizes` (names of gin_configs/sizes/ or dicts, parse_size) and `tokens_per_param` (or each size's
+'steps') make a scaling grid: `load` expands every cell over them (experiments/grid_scale.py),
+and a pretraining cell's 'steps' is then set by the point's budget.
 """
 
 from __future__ import annotations
