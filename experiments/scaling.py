@@ -169,7 +169,7 @@ def analyze(points: pd.DataFrame, accuracy: pd.DataFrame | None = None,
                            what=f"{base}: L(C)")
       fits[base] = fit
       entry["loss_vs_compute"] = {"law": "L(C) = E + A (C/C0)^-alpha", "C0": c0,
-                                  **fit.params(), "residual_sd": math.sqrt(fit.extra_sd),
+                                  **fit.params(), "residual_sd": math.sqrt(fit.extra_var),
                                   "warnings": fit.warnings}
     except ScalingError as e:
       entry["loss_vs_compute"] = _err(e)

@@ -164,7 +164,7 @@ class ComputeFit:
   a_B: np.ndarray
   alpha_B: np.ndarray
   noise_sd: np.ndarray  # per fitted point
-  extra_sd: float  # scatter beyond the standard errors (0 when the fit interpolates)
+  extra_var: float  # variance of the scatter beyond the standard errors (0: the fit interpolates)
   c_max: float  # largest fitted compute
   c_min: float
   n: int
@@ -191,10 +191,9 @@ class ComputeFit:
     curve = self.predict_B([c])[:, 0]
     out = interval(curve, float(self.predict(c)), confidence)
     rng = np.random.default_rng(seed)
-    sd = math.sqrt(point_sd ** 2 + self.extra_sd)
-    new = curve + rng.normal(size=len(curve)) * sd
-    out["pred_lo"], out["pred_hi"] = interval(new, out["value"], confidence)["lo"], \
-        interval(new, out["value"], confidence)["hi"]
+    sd = math.sqrt(point_sd ** 2 + self.extra_var)
+    new = interval(curve + rng.normal(size=len(curve)) * sd, out["value"], confidence)
+    out["pred_lo"], out["pred_hi"] = new["lo"], new["hi"]
     return out
 
 
@@ -233,7 +232,7 @@ def fit_compute(c, y, se=None, c0: float | None = None, n_boot: int = N_BOOT, se
     warnings.append(f"{what}: {failed} of {n_boot} resamples admit no decreasing law; the "
                     "interval covers the others.")
   return ComputeFit(c0=c0, e=float(e[0]), a=float(a[0]), alpha=float(alpha[0]), e_B=e_B,
-                    a_B=a_B, alpha_B=alpha_B, noise_sd=sd, extra_sd=extra ** 1.0,
+                    a_B=a_B, alpha_B=alpha_B, noise_sd=sd, extra_var=extra,
                     c_max=float(c.max()), c_min=float(c.min()), n=len(y), warnings=warnings)
 
 

@@ -2,6 +2,7 @@
 parameter, FLOPs per point against arch.accounting, resume and shards. No training here."""
 
 import gin
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -183,3 +184,22 @@ def test_shards_partition_the_cells_and_keep_adaptations_with_their_source():
   parts = [grid.shard_stages(g, stages, (k, 2)) for k in (0, 1)]
   assert sorted(s.key for p in parts for s in p) == sorted(s.key for s in stages)
   assert {s.cell.name for s in parts[0]} == {"CD:FLM", "CD:FLM->ND:MLM"}
+
+
+@pytest.mark.slow
+def test_the_embedded_scaling_grid_spans_the_compute_it_claims():
+  # gin_configs/grids/embedded_scaling.gin: the six paper cells at >= 4 sizes over >= 1.5 decades
+  # of training compute, compute-matched (same steps and tokens per step at every point).
+  g, grid_dir = grid_spec.load(["gin_configs/grids/embedded_scaling.gin"])
+  assert grid_dir == "runs/embedded_scaling"
+  bases = ["CD:FLM", "CD:MLM", "ND:PLM", "ND:MLM", "ED:PLM", "ED:MLM"]
+  assert list(dict.fromkeys(c.base for c in g.cells)) == bases and len(g.sizes) >= 4
+  stages = grid_plan.plan(g, "x")
+  assert {s.batch_size * s.row for s in stages if s.kind == "train"} == {1280}
+  for size in g.sizes:
+    assert len({c.steps for c in g.cells if c.size == size.name}) == 1
+  points = grid_scale.points(g, stages)
+  assert len(points) == 6 * len(g.sizes)
+  assert np.log10(points["flops"].max() / points["flops"].min()) >= 1.5
+  for _, p in points.groupby("base"):
+    assert np.log10(p["flops"].max() / p["flops"].min()) >= 1.5
