@@ -4,7 +4,8 @@ r"""Scaling laws per cell of a scaling grid (experiments/grid_scale.py): which c
       [--max_extrapolation=10] [--n_boot=1000] [--out_dir=DIR]
 
 Reads GRID_DIR/scale_points.csv (parameters, tokens, FLOPs per run), continuation.csv (held-out
-continuation loss per run) and results.csv (zero-shot accuracy), all written by experiments.grid.
+continuation loss per run) and results.csv (zero-shot accuracy), all written by experiments.grid,
+plus the results.json of every finished evaluation the CSVs do not hold yet (a sweep in progress).
 Per cell (the grid file's cell, over its sizes and budgets), after pretraining:
 
 - L(C) = E + A (C/C0)^-alpha of the continuation loss against training FLOPs (C0: the smallest
@@ -33,6 +34,7 @@ if __name__ == "__main__":
   cli.start()
 
 import argparse
+import glob
 import json
 import math
 import os
@@ -44,6 +46,7 @@ import numpy as np
 import pandas as pd
 
 from experiments import grid_scale
+from experiments import grid_spec
 from experiments import results as results_lib
 from experiments import scaling_fit as sf
 from experiments.scaling_fit import ScalingError
@@ -58,6 +61,45 @@ ZERO_SHOT_STAGES = ("pretrain", "adapt")
 # Points.
 
 
+def _finished_evals(grid_dir: str, pts: pd.DataFrame) -> tuple[list[dict], list[dict]]:
+  """(continuation rows, results.csv rows) read from the finished evaluations of the points'
+  folders, so that a sweep still running (whose CSVs the grid writes at its end) can be fitted."""
+  cont, rows = [], []
+  for _, p in pts.drop_duplicates(["cell", "stage"]).iterrows():
+    slug = grid_spec.Cell(name=p["cell"], arch=p["arch"], objective=p["objective"], stages=(),
+                          steps=1).slug
+    base = os.path.join(grid_dir, "cells", slug)
+    found = glob.glob(os.path.join(base, f"eval_{p['stage']}", "*", "results.json"))
+    found += glob.glob(os.path.join(base, "seed_*", f"eval_{p['stage']}", "*", "results.json"))
+    taken = set()
+    for path in sorted(found):
+      if not os.path.isfile(os.path.join(os.path.dirname(path), "DONE")):
+        continue
+      m = re.search(r"seed_(\d+)", os.path.relpath(path, base))
+      labels = dict(cell=p["cell"], arch=p["arch"], objective=p["objective"], stage=p["stage"],
+                    phase="zero_shot", step=int(p["end_step"]),
+                    **({"seed": int(m.group(1))} if m else {}))
+      res = results_lib.load_results_json(path)
+      suite = os.path.basename(os.path.dirname(path))
+      rows += results_lib.rows_from_results(res, suite=suite, **labels)
+      row = results_lib.continuation_row(res, suite=suite, **labels)
+      if row is not None and labels.get("seed") not in taken:  # one suite per run suffices
+        taken.add(labels.get("seed"))
+        cont.append(row)
+  return cont, rows
+
+
+def _with_finished(csv_df: pd.DataFrame | None, scanned: list[dict]) -> pd.DataFrame:
+  """The CSV's rows plus scanned rows of runs the CSV does not hold yet."""
+  scanned_df = pd.DataFrame(scanned)
+  if csv_df is None or csv_df.empty:
+    return scanned_df
+  if scanned_df.empty:
+    return csv_df
+  return pd.concat([csv_df, scanned_df[~scanned_df["cell"].isin(set(csv_df["cell"]))]],
+                   ignore_index=True)
+
+
 def load_points(grid_dir: str) -> pd.DataFrame:
   """One row per run after pretraining (or adaptation): base cell, size, budget, N, D, C, the
   continuation loss and its standard error (mean over seeds, the spread over seeds added)."""
@@ -68,8 +110,9 @@ def load_points(grid_dir: str) -> pd.DataFrame:
                        "e.g. gin_configs/grids/embedded_scaling.gin).")
   pts = pd.read_csv(path)
   pts = pts[pts["stage"].isin(ZERO_SHOT_STAGES)]
-  cont = results_lib.read_continuation_csv(grid_dir)
-  if cont is None or cont.empty:
+  cont = _with_finished(results_lib.read_continuation_csv(grid_dir),
+                        _finished_evals(grid_dir, pts)[0])
+  if cont.empty:
     raise ScalingError(f"No {results_lib.CONTINUATION_CSV} rows in {grid_dir}: no evaluation "
                        "with the continuation loss has finished yet (CONTINUATION_LOSS = True, "
                        "the grid's default).")
@@ -83,16 +126,22 @@ def load_points(grid_dir: str) -> pd.DataFrame:
                     loss_se=math.sqrt(se_eval ** 2 + se_seed ** 2), seeds=k))
   df = pts.merge(pd.DataFrame(agg), on=["cell", "stage"], how="inner")
   df = df.rename(columns={"non_embedding_params": "N", "tokens": "D", "flops": "C"})
-  return df.sort_values(["base", "C"]).reset_index(drop=True)
+  order = {b: i for i, b in enumerate(dict.fromkeys(pts["base"]))}  # the grid file's cell order
+  df["_order"] = df["base"].map(order)
+  return df.sort_values(["_order", "C"]).drop(columns="_order").reset_index(drop=True)
 
 
 def load_accuracy(grid_dir: str) -> pd.DataFrame:
   """Per run and suite after pretraining: the suite score (mean over tasks of the median over
   prompts, mean over seeds), its standard error and chance."""
   path = os.path.join(grid_dir, results_lib.RESULTS_CSV)
-  if not os.path.isfile(path):
+  csv_df = pd.read_csv(path) if os.path.isfile(path) else None
+  points_csv = os.path.join(grid_dir, grid_scale.POINTS_CSV)
+  scanned = (_finished_evals(grid_dir, pd.read_csv(points_csv))[1]
+             if os.path.isfile(points_csv) else [])
+  df = _with_finished(csv_df, scanned)
+  if df.empty:
     return pd.DataFrame(columns=["cell", "suite", "acc", "acc_se", "chance"])
-  df = pd.read_csv(path)
   df = df[df["phase"] == "zero_shot"]
   if df.empty:
     return pd.DataFrame(columns=["cell", "suite", "acc", "acc_se", "chance"])
@@ -274,6 +323,9 @@ def markdown(report: dict) -> str:
            f"({report['n_boot']} resamples).", "",
            "| " + " | ".join(t.columns) + " |", "|" + "---|" * len(t.columns)]
   lines += ["| " + " | ".join(str(v) for v in r) + " |" for r in t.itertuples(index=False)]
+  for base, e in report["cells"].items():
+    if "error" in e["loss_vs_compute"]:
+      lines.append(f"- {base}: not fitted: {e['loss_vs_compute']['error']}")
   rk = report.get("ranking_at_largest_budget")
   if rk:
     lines += ["", f"Ranking at the largest budget ({rk['compute']:.3g} FLOPs), lowest loss first: "

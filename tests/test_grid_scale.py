@@ -163,6 +163,9 @@ def test_a_scaling_grid_resumes_and_shards_as_the_grid_does(tmp_path, monkeypatc
   assert calls.count("train") == 3
   again = grid.run_grid(g, out, log=lambda _: None)
   assert all(v.get("skipped") for v in again["status"].values()) and calls.count("train") == 3
+  # experiments.scaling reads the finished evaluations before the grid writes its CSVs.
+  from experiments import scaling  # pylint: disable=g-import-not-at-top
+  assert sorted(scaling.load_points(out)["cell"]) == sorted(c.name for c in g.cells)
   grid.report(g, out, zero, every_stage=True)
   cont = pd.read_csv(tmp_path / "g" / "continuation.csv")
   assert sorted(cont["cell"]) == sorted(c.name for c in g.cells)
