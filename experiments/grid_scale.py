@@ -18,6 +18,7 @@ GRID_DIR/scale_points.csv, which experiments.scaling reads.
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 from typing import Any, Callable, Sequence
 
@@ -156,7 +157,6 @@ def compute_note(df: pd.DataFrame) -> str:
   if pre.empty:
     return ""
   lo, hi = pre["flops"].min(), pre["flops"].max()
-  import math  # pylint: disable=g-import-not-at-top
   lines = [f"SCALING: {pre['size'].nunique()} sizes x {pre['budget'].nunique()} budgets x "
            f"{pre['base'].nunique()} cells; pretraining compute {lo:.3e} .. {hi:.3e} FLOPs "
            f"({math.log10(hi / lo):.2f} decades)"]

@@ -201,10 +201,19 @@ def heldout(g: pd.DataFrame, c0: float, max_factor: float, n_boot: int, seed: in
 
 def analyze(points: pd.DataFrame, accuracy: pd.DataFrame | None = None,
             max_factor: float = MAX_EXTRAPOLATION, budget: float | None = None,
-            n_boot: int = sf.N_BOOT, seed: int = 0) -> tuple[dict, dict]:
-  """(report dict, {'all': {cell: ComputeFit}, 'heldout': {cell: fit without its largest size}})."""
+            n_boot: int = sf.N_BOOT, seed: int = 0,
+            seed_sd: float = 0.0) -> tuple[dict, dict]:
+  """(report dict, {'all': {cell: ComputeFit}, 'heldout': {cell: fit without its largest size}}).
+
+  seed_sd: a stated seed-to-seed standard deviation of the loss (nats), added to the standard
+  error of every point measured with one seed only (a sweep of one seed cannot see it).
+  """
   if points.empty:
     raise ScalingError("no finished runs with a continuation loss to fit.")
+  if seed_sd:
+    points = points.copy()
+    one = points["seeds"] == 1
+    points.loc[one, "loss_se"] = np.sqrt(points.loc[one, "loss_se"] ** 2 + seed_sd ** 2)
   c0 = float(points["C"].min())
   cells, fits, heldout_fits, warnings = {}, {}, {}, []
   acc = accuracy if accuracy is not None else pd.DataFrame(columns=["cell", "suite"])
@@ -254,7 +263,8 @@ def analyze(points: pd.DataFrame, accuracy: pd.DataFrame | None = None,
     entry["heldout"] = heldout(g, c0, max_factor, n_boot, seed, heldout_fits)
     cells[base] = entry
   report: dict[str, Any] = {"confidence": sf.CONFIDENCE, "n_boot": n_boot, "C0": c0,
-                            "max_extrapolation": max_factor, "cells": cells}
+                            "max_extrapolation": max_factor, "seed_sd_assumed": seed_sd,
+                            "cells": cells}
   if len(fits) >= 2:
     observed_max = float(points["C"].max())
     report["ranking_at_largest_budget"] = sf.ranking(fits, observed_max)
@@ -318,9 +328,12 @@ def table(report: dict) -> pd.DataFrame:
 
 def markdown(report: dict) -> str:
   t = table(report)
+  sd = report.get("seed_sd_assumed") or 0
   lines = [f"Continuation loss L(C) = E + A (C/C0)^-alpha per cell, C0 = {report['C0']:.3g} "
            f"FLOPs; {int(100 * report['confidence'])}% bootstrap intervals "
-           f"({report['n_boot']} resamples).", "",
+           f"({report['n_boot']} resamples)"
+           + (f"; a stated seed-to-seed sd of {sd:g} nats added to one-seed points." if sd
+              else "."), "",
            "| " + " | ".join(t.columns) + " |", "|" + "---|" * len(t.columns)]
   lines += ["| " + " | ".join(str(v) for v in r) + " |" for r in t.itertuples(index=False)]
   for base, e in report["cells"].items():
@@ -470,10 +483,11 @@ def _jsonable(obj):
 
 def run(grid_dir: str, out_dir: str | None = None, max_factor: float = MAX_EXTRAPOLATION,
         budget: float | None = None, n_boot: int = sf.N_BOOT, seed: int = 0,
-        plots: bool = True) -> dict:
+        plots: bool = True, seed_sd: float = 0.0) -> dict:
   """Loads, fits, writes scaling.json / scaling.md / plots; returns the report."""
   points = load_points(grid_dir)
-  report, fits = analyze(points, load_accuracy(grid_dir), max_factor, budget, n_boot, seed)
+  report, fits = analyze(points, load_accuracy(grid_dir), max_factor, budget, n_boot, seed,
+                         seed_sd)
   report = _jsonable(report)
   out_dir = out_dir or os.path.join(grid_dir, OUT)
   os.makedirs(out_dir, exist_ok=True)
@@ -499,13 +513,18 @@ def main(argv: Sequence[str]) -> int:
                       "or held-out point beyond it is reported with a warning")
   parser.add_argument("--n_boot", type=int, default=sf.N_BOOT)
   parser.add_argument("--seed", type=int, default=0)
+  parser.add_argument("--seed_sd", type=float, default=0.0,
+                      help="stated seed-to-seed sd of the loss (nats) added to points of one "
+                      "seed (e.g. from a study with seeds); default 0: evaluation noise only")
   args = parser.parse_args(argv)
   if not os.path.isdir(args.grid_dir):
     raise ScalingError(f"--grid_dir {args.grid_dir}: no such folder.")
+  if args.seed_sd < 0:
+    raise ScalingError(f"--seed_sd must be >= 0, got {args.seed_sd}.")
   if args.max_extrapolation < 1:
     raise ScalingError(f"--max_extrapolation must be >= 1, got {args.max_extrapolation}.")
   report = run(args.grid_dir, args.out_dir, args.max_extrapolation, args.budget, args.n_boot,
-               args.seed)
+               args.seed, seed_sd=args.seed_sd)
   if args.json:
     print(json.dumps(report, indent=2))
   else:

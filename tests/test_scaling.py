@@ -216,3 +216,14 @@ def test_notebook_shows_the_overlay_and_the_table_on_a_tiny_sweep(tmp_path, monk
   assert len(images) == 1
   printed = "".join(o.get("text", "") for o in nb.cells[-2].outputs)
   assert "Ranking at the largest budget" in printed
+
+
+def test_a_stated_seed_spread_widens_the_intervals_of_one_seed_sweeps(tmp_path):
+  root = fake_scaling.build(tmp_path / "g", cells=("CD:FLM",), noise=0.005)
+  points = scaling.load_points(str(root))
+  width = lambda r: (r["cells"]["CD:FLM"]["loss_vs_compute"]["alpha"]["hi"]
+                     - r["cells"]["CD:FLM"]["loss_vs_compute"]["alpha"]["lo"])
+  plain, _ = scaling.analyze(points, None, n_boot=200)
+  wide, _ = scaling.analyze(points, None, n_boot=200, seed_sd=0.05)
+  assert width(wide) > 2 * width(plain) and wide["seed_sd_assumed"] == 0.05
+  assert "seed-to-seed sd of 0.05" in scaling.markdown(wide)
