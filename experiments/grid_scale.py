@@ -109,7 +109,7 @@ def expand(grid: Grid) -> Grid:
             steps=c.steps if c.source else steps,
             gin_files=size.gin_files + c.gin_files, bindings=size.bindings + c.bindings,
             base=c.name, size=size.name, budget=label))
-  return dataclasses.replace(grid, cells=grid_spec._order(cells))  # pylint: disable=protected-access
+  return dataclasses.replace(grid, cells=grid_spec.order_cells(cells))
 
 
 def points(grid: Grid, stages: Sequence[grid_plan.Stage], skip: Sequence[str] = ()) -> pd.DataFrame:

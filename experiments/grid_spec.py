@@ -97,8 +97,9 @@ def parse_size(i: int, raw: Any) -> Size:
       raise GridError(f"{where}: {key!r} must be a list of strings, got {value!r}.")
   for f in files:
     if not (gin_utils.REPO_ROOT / f).is_file() and not pathlib.Path(f).is_file():
+      known = sorted(p.stem for p in (gin_utils.REPO_ROOT / "gin_configs" / "sizes").glob("*.gin"))
       raise GridError(f"{where}: gin file {f!r} not found (sizes in gin_configs/sizes/: "
-                      f"{', '.join(sorted(p.stem for p in (gin_utils.REPO_ROOT / 'gin_configs' / 'sizes').glob('*.gin')))}).")
+                      f"{', '.join(known)}).")
   if not files and not bindings:
     raise GridError(f"{where}: a size needs 'gin_files' or 'bindings' (emb_dim, layers, ...).")
   steps = raw.get("steps")
@@ -308,7 +309,7 @@ def _feature_lengths(value: Any, what: str) -> dict[str, int]:
   return {k: _int(v, f"{what}[{k!r}]") for k, v in value.items()}
 
 
-def _order(cells: list[Cell]) -> tuple[Cell, ...]:
+def order_cells(cells: list[Cell]) -> tuple[Cell, ...]:
   """Cells with every source before the cells adapted from it; sources must exist and be acyclic."""
   by_name = {}
   for c in cells:
@@ -388,7 +389,7 @@ def grid_definition(
   if isinstance(suites, str) or not suites:
     raise GridError(f"{prefix}.suites must be a non-empty list of suite names, got {suites!r}.")
   return Grid(
-      name=name, cells=_order(parsed), gin_files=tuple(gin_files), bindings=tuple(bindings),
+      name=name, cells=order_cells(parsed), gin_files=tuple(gin_files), bindings=tuple(bindings),
       corpus=corpus, batch_size=batches,
       pretrain_steps=pretrain_steps, mtf_steps=_int(mtf_steps, f"{prefix}.mtf_steps"),
       mtf_mixture=mtf_mixture, feature_lengths=lengths,

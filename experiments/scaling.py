@@ -1,4 +1,4 @@
-r"""Scaling laws per cell of a scaling grid (experiments/grid_scale.py): which cell wins at a budget.
+r"""Scaling laws per cell of a scaling grid (experiments/grid_scale.py): who wins at a budget.
 
   python -m experiments.scaling --grid_dir=runs/embedded_scaling [--json] [--budget=1e15]
       [--max_extrapolation=10] [--n_boot=1000] [--out_dir=DIR]
@@ -221,7 +221,8 @@ def analyze(points: pd.DataFrame, accuracy: pd.DataFrame | None = None,
     entry: dict[str, Any] = {
         "n": int(len(g)), "sizes": sorted(g["size"].unique().tolist()),
         "budgets": sorted(g["budget"].unique().tolist()),
-        "points": g[["cell", "size", "budget", "N", "D", "C", "loss", "loss_se"]].to_dict("records")}
+        "points": g[["cell", "size", "budget", "N", "D", "C", "loss",
+                     "loss_se"]].to_dict("records")}
     try:
       fit = sf.fit_compute(g["C"], g["loss"], g["loss_se"], c0=c0, n_boot=n_boot, seed=seed,
                            what=f"{base}: L(C)")

@@ -50,8 +50,8 @@ def interval(samples: np.ndarray, value: float, confidence: float = CONFIDENCE) 
   s = s[np.isfinite(s)]
   if len(s) < 2:
     return {"value": float(value), "lo": math.nan, "hi": math.nan, "se": math.nan}
-  lo, hi = stats._percentiles(s, confidence)  # pylint: disable=protected-access
-  return {"value": float(value), "lo": lo, "hi": hi, "se": float(s.std(ddof=1))}
+  lo, hi = np.quantile(s, [(1 - confidence) / 2, (1 + confidence) / 2])
+  return {"value": float(value), "lo": float(lo), "hi": float(hi), "se": float(s.std(ddof=1))}
 
 
 def _noise(y: np.ndarray, fitted: np.ndarray, se: np.ndarray, n_params: int) -> tuple[np.ndarray,
@@ -502,7 +502,7 @@ def ranking(fits: dict[str, ComputeFit], c: float, confidence: float = CONFIDENC
   order = sorted(names, key=pred.get)
   cells = {}
   for i, k in enumerate(names):
-    lo, hi = stats._percentiles(ranks[i].astype(float), confidence)  # pylint: disable=protected-access
+    lo, hi = np.quantile(ranks[i], [(1 - confidence) / 2, (1 + confidence) / 2])
     cells[k] = {"rank": order.index(k) + 1, "loss": interval(samples[i], pred[k], confidence),
                 "p_best": float(np.mean(ranks[i] == 1)), "rank_lo": int(lo), "rank_hi": int(hi)}
   return {"compute": float(c), "order": order, "cells": cells}

@@ -165,7 +165,8 @@ def test_cli_writes_json_table_and_plots(tmp_path, capsys):
   assert scaling.main([f"--grid_dir={root}", "--json", "--n_boot=100"]) == 0
   out = json.loads(capsys.readouterr().out)
   cd = out["cells"]["CD:FLM"]
-  assert cd["n"] == 10 and cd["loss_vs_compute"]["alpha"]["lo"] < cd["loss_vs_compute"]["alpha"]["hi"]
+  alpha = cd["loss_vs_compute"]["alpha"]
+  assert cd["n"] == 10 and alpha["lo"] < alpha["value"] < alpha["hi"]
   assert "a" in cd["loss_vs_nd"] and len(cd["compute_optimal"]["budgets"]) == 3
   assert cd["accuracy"]["fake"]["transform"] == sf.TRANSFORM
   files = {p.name for p in (root / "scaling").iterdir()}
