@@ -275,6 +275,12 @@ def analyze(points: pd.DataFrame, accuracy: pd.DataFrame | None = None,
     report["ranking_changes"] = sf.ranking_changes(fits, c0, hi)
     for ch in report["ranking_changes"]:
       ch["extrapolated"] = ch["compute"] > observed_max
+      # Its uncertainty: the interval of the crossing of the pair that swapped.
+      pair = next((p for p in report["crossings"]["pairs"]
+                   if set(p["cells"]) == set(ch["swapped"][:2]) and p["crossings"]), None)
+      if pair is not None and len(ch["swapped"]) == 2:
+        ch["crossing_log10_flops"] = pair["first_crossing_log10_flops"]
+        ch["share_resamples_crossing"] = pair["share_resamples_crossing"]
     if budget is not None:
       factor = budget / observed_max
       if factor > max_factor:
@@ -362,7 +368,8 @@ def markdown(report: dict) -> str:
     changes = report.get("ranking_changes", [])
     if changes:
       lines.append("Ranking changes at: " + "; ".join(
-          f"{c['compute']:.3g}{' (extrapolated)' if c['extrapolated'] else ''}" for c in changes))
+          f"{c['compute']:.3g} ({' <-> '.join(c['swapped'])})"
+          f"{' EXTRAPOLATED' if c['extrapolated'] else ''}" for c in changes))
   for w in report.get("warnings", []):
     lines.append(f"WARNING: {w}")
   return "\n".join(lines)

@@ -518,6 +518,7 @@ def ranking_changes(fits: dict[str, ComputeFit], c_lo: float, c_hi: float,
   out = []
   for i in range(1, points):
     if orders[i] != orders[i - 1]:
+      moved = [c for j, c in enumerate(orders[i]) if orders[i - 1][j] != c]
       out.append({"compute": float(math.sqrt(grid[i - 1] * grid[i])), "before": list(orders[i - 1]),
-                  "after": list(orders[i])})
+                  "after": list(orders[i]), "swapped": moved})
   return out

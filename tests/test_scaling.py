@@ -140,8 +140,10 @@ def test_crossings_and_ranking_match_the_true_laws(tmp_path):
   assert ci["lo"] - 0.05 <= math.log10(true_c) <= ci["hi"] + 0.05
   assert pair["share_resamples_crossing"] > 0.9
   assert pair["lower_loss_at_start"] == "CD:FLM" and pair["lower_loss_at_end"] == "ED:MLM"
-  assert any(abs(math.log10(ch["compute"]) - math.log10(true_c)) < 0.1
-             for ch in report["ranking_changes"])
+  (change,) = [ch for ch in report["ranking_changes"]
+                if set(ch["swapped"]) == {"CD:FLM", "ED:MLM"}]
+  assert abs(math.log10(change["compute"]) - math.log10(true_c)) < 0.1
+  assert change["crossing_log10_flops"] == ci
   rk = report["ranking_at_largest_budget"]
   c = rk["compute"]
   truth = sorted(fake_scaling.LAWS, key=lambda k: fake_scaling.LAWS[k][0] + fake_scaling.LAWS[k][1]
