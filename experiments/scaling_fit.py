@@ -37,7 +37,8 @@ CONFIDENCE = stats.CONFIDENCE
 N_BOOT = 1000
 ALPHA_GRID = np.geomspace(1e-3, 3.0, 600)  # exponent search range of L(C)
 ND_GRID = np.geomspace(0.02, 2.0, 40)  # exponent search range of L(N, D), per axis
-MONOTONE_RHO = -0.5  # loss must fall with compute: Spearman rho at most this
+MONOTONE_RHO = -0.5  # loss must fall with compute: Spearman rho at most this,
+RISE_Z = 3.0  # and no step up between neighbours in compute beyond this many standard errors
 
 
 class ScalingError(errors.ConfigError):
@@ -88,6 +89,17 @@ def _check(c: np.ndarray, y: np.ndarray, se: np.ndarray | None, n_params: int, w
       raise ScalingError(f"{what}: the values do not decrease with compute (Spearman rho "
                          f"{rho:+.2f}, need <= {MONOTONE_RHO}); a power law with an irreducible "
                          f"term cannot describe them. Points (C: value): {pairs}.")
+    se_ = np.zeros(len(y)) if se is None else np.where(np.isfinite(se), se, 0.0)
+    order = np.argsort(c, kind="stable")
+    rise = np.diff(y[order])
+    noise = np.sqrt(se_[order][1:] ** 2 + se_[order][:-1] ** 2)
+    jumps = np.nonzero((noise > 0) & (rise > RISE_Z * noise))[0]
+    if len(jumps):
+      i = int(jumps[0])
+      a, b = order[i], order[i + 1]
+      raise ScalingError(f"{what}: the value rises from {y[a]:.4g} at C={c[a]:.3g} to {y[b]:.4g} "
+                         f"at C={c[b]:.3g}, {rise[i] / noise[i]:.1f} standard errors (more than "
+                         f"{RISE_Z:g}): not a decreasing law within noise.")
   return np.full(len(y), 0.0) if se is None else np.where(np.isfinite(se), se, 0.0)
 
 

@@ -53,11 +53,14 @@ def test_fit_without_noise_is_exact():
     ([1e11, 1e12, 1e13, 1e14], [5.0, 4.0, 4.5, 6.0], r"do not decrease with compute"),
     ([1e11, 1e12, 1e13, 1e14], [4.0, 4.0, 4.0, 4.0], r"do not decrease with compute"),
     ([1e11, 1e11, 1e11, 1e11], [5.0, 4.0, 3.0, 2.0], r"only 1 distinct compute values"),
+    # Overall decreasing (Spearman -0.8) but one step up far beyond its standard errors.
+    ([1e11, 1e12, 1e13, 1e14], [5.0, 4.0, 4.3, 3.5], r"rises from 4 at C=1e\+12 to 4.3 .* not a "
+                                                     r"decreasing law within noise"),
     ([1e11, -1e12, 1e13], [5.0, 4.0, 3.0], r"compute must be positive"),
 ])
 def test_degenerate_inputs_give_a_message_not_a_fit(c, y, match):
   with pytest.raises(sf.ScalingError, match=match):
-    sf.fit_compute(c, y)
+    sf.fit_compute(c, y, np.full(len(c), 0.02))
   assert issubclass(sf.ScalingError, errors.ConfigError)  # exit status 2 on the command line
 
 
