@@ -242,9 +242,9 @@ def run_grid(grid: Grid, grid_dir: str, log: Callable[[str], None] = print,
   check_grid_dir(grid, grid_dir)
   stages = shard_stages(grid, grid_plan.plan(grid, grid_dir), shard)
   broken = preflight(stages)
-  if grid.sizes and (shard is None or shard[0] == 0):
-    # A scaling grid: each run's parameters and FLOPs, for experiments.scaling (every shard's
-    # cells: the first shard writes it).
+  if grid.sizes:
+    # A scaling grid: each run's parameters and FLOPs, for experiments.scaling (of every cell,
+    # whichever shard runs: shards write the same file).
     grid_scale.write_points(grid, grid_dir, grid_plan.plan(grid, grid_dir), skip=list(broken))
   status_json = STATUS_JSON if shard is None else f"status.shard{shard[0]}of{shard[1]}.json"
   status: dict[str, dict[str, Any]] = {}

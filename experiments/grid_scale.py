@@ -146,8 +146,9 @@ def write_points(grid: Grid, grid_dir: str, stages: Sequence[grid_plan.Stage],
   df = points(grid, stages, skip)
   path = os.path.join(grid_dir, POINTS_CSV)
   os.makedirs(grid_dir, exist_ok=True)
-  df.to_csv(path + ".tmp", index=False)
-  os.replace(path + ".tmp", path)
+  tmp = f"{path}.{os.getpid()}.tmp"  # shards of one grid may write it at the same time
+  df.to_csv(tmp, index=False)
+  os.replace(tmp, path)
   return df
 
 
