@@ -1,7 +1,7 @@
 r"""Scaling laws per cell of a scaling grid (experiments/grid_scale.py): who wins at a budget.
 
   python -m experiments.scaling --grid_dir=runs/embedded_scaling [--json] [--budget=1e15]
-      [--max_extrapolation=10] [--n_boot=1000] [--out_dir=DIR]
+      [--max_extrapolation=10] [--n_boot=1000] [--seed_sd=0] [--flops=train|paper] [--out_dir=DIR]
 
 Reads GRID_DIR/scale_points.csv (parameters, tokens, FLOPs per run), continuation.csv (held-out
 continuation loss per run) and results.csv (zero-shot accuracy), all written by experiments.grid,
@@ -100,9 +100,18 @@ def _with_finished(csv_df: pd.DataFrame | None, scanned: list[dict]) -> pd.DataF
                    ignore_index=True)
 
 
-def load_points(grid_dir: str) -> pd.DataFrame:
+FLOPS = {"train": "flops", "paper": "paper_flops"}
+
+
+def load_points(grid_dir: str, flops: str = "train") -> pd.DataFrame:
   """One row per run after pretraining (or adaptation): base cell, size, budget, N, D, C, the
-  continuation loss and its standard error (mean over seeds, the spread over seeds added)."""
+  continuation loss and its standard error (mean over seeds, the spread over seeds added).
+
+  flops: 'train' (what the hardware does, arch.accounting's train_flops) or 'paper' (the paper's
+  6 x parameters of each stack x its tokens, under which it matched ED and decoders).
+  """
+  if flops not in FLOPS:
+    raise ScalingError(f"--flops must be one of {', '.join(FLOPS)}, got {flops!r}.")
   path = os.path.join(grid_dir, grid_scale.POINTS_CSV)
   if not os.path.isfile(path):
     raise ScalingError(f"No {grid_scale.POINTS_CSV} in {grid_dir}: it is written by "
@@ -125,7 +134,7 @@ def load_points(grid_dir: str) -> pd.DataFrame:
     agg.append(dict(cell=cell, stage=stage, loss=float(g["nats_per_token"].mean()),
                     loss_se=math.sqrt(se_eval ** 2 + se_seed ** 2), seeds=k))
   df = pts.merge(pd.DataFrame(agg), on=["cell", "stage"], how="inner")
-  df = df.rename(columns={"non_embedding_params": "N", "tokens": "D", "flops": "C"})
+  df = df.rename(columns={"non_embedding_params": "N", "tokens": "D", FLOPS[flops]: "C"})
   order = {b: i for i, b in enumerate(dict.fromkeys(pts["base"]))}  # the grid file's cell order
   df["_order"] = df["base"].map(order)
   return df.sort_values(["_order", "C"]).drop(columns="_order").reset_index(drop=True)
@@ -491,11 +500,12 @@ def _jsonable(obj):
 
 def run(grid_dir: str, out_dir: str | None = None, max_factor: float = MAX_EXTRAPOLATION,
         budget: float | None = None, n_boot: int = sf.N_BOOT, seed: int = 0,
-        plots: bool = True, seed_sd: float = 0.0) -> dict:
+        plots: bool = True, seed_sd: float = 0.0, flops: str = "train") -> dict:
   """Loads, fits, writes scaling.json / scaling.md / plots; returns the report."""
-  points = load_points(grid_dir)
+  points = load_points(grid_dir, flops)
   report, fits = analyze(points, load_accuracy(grid_dir), max_factor, budget, n_boot, seed,
                          seed_sd)
+  report["flops"] = flops
   report = _jsonable(report)
   out_dir = out_dir or os.path.join(grid_dir, OUT)
   os.makedirs(out_dir, exist_ok=True)
@@ -519,6 +529,9 @@ def main(argv: Sequence[str]) -> int:
   parser.add_argument("--max_extrapolation", type=float, default=MAX_EXTRAPOLATION,
                       help="search crossings up to this factor beyond the largest run; a budget "
                       "or held-out point beyond it is reported with a warning")
+  parser.add_argument("--flops", choices=sorted(FLOPS), default="train",
+                      help="compute axis: arch.accounting's training FLOPs (default) or the "
+                      "paper's approximation, under which Wang et al. matched compute")
   parser.add_argument("--n_boot", type=int, default=sf.N_BOOT)
   parser.add_argument("--seed", type=int, default=0)
   parser.add_argument("--seed_sd", type=float, default=0.0,
@@ -532,7 +545,7 @@ def main(argv: Sequence[str]) -> int:
   if args.max_extrapolation < 1:
     raise ScalingError(f"--max_extrapolation must be >= 1, got {args.max_extrapolation}.")
   report = run(args.grid_dir, args.out_dir, args.max_extrapolation, args.budget, args.n_boot,
-               args.seed, seed_sd=args.seed_sd)
+               args.seed, seed_sd=args.seed_sd, flops=args.flops)
   if args.json:
     print(json.dumps(report, indent=2))
   else:

@@ -183,6 +183,8 @@ def test_cli_writes_json_table_and_plots(tmp_path, capsys):
 def test_cli_names_what_is_missing(tmp_path):
   with pytest.raises(sf.ScalingError, match=r"No scale_points.csv .* grid with `sizes`"):
     scaling.main([f"--grid_dir={tmp_path}"])
+  with pytest.raises(sf.ScalingError, match=r"--flops must be one of train, paper"):
+    scaling.load_points(str(tmp_path), "hardware")
   one = fake_scaling.build(tmp_path / "one", sizes={"s1": 1e5, "s2": 2e5}, cells=("CD:FLM",))
   report, _ = scaling.analyze(scaling.load_points(str(one)), None, n_boot=50)
   assert "2 point(s) cannot determine" in report["cells"]["CD:FLM"]["loss_vs_compute"]["error"]
