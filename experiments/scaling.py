@@ -364,8 +364,9 @@ def markdown(report: dict) -> str:
   cr = report.get("crossings")
   if cr:
     found = [p for p in cr["pairs"] if p["crossings"]]
-    lines += ["", f"Crossings of the fitted curves in [{cr['range'][0]:.3g}, {cr['range'][1]:.3g}]"
-              f" FLOPs (largest run {cr['observed_max']:.3g}; beyond it is extrapolation):"]
+    lines += ["", f"Crossings of the fitted curves up to {cr['range'][1]:.3g} FLOPs, each pair from "
+              f"the larger of its smallest runs (largest run {cr['observed_max']:.3g}; beyond it "
+              "is extrapolation):"]
     for p in found:
       ci = p["first_crossing_log10_flops"]
       lines.append(f"- {p['cells'][0]} x {p['cells'][1]}: at {10 ** ci['value']:.3g} FLOPs "

@@ -466,19 +466,21 @@ def _crossings(diff_K: np.ndarray, c_K: np.ndarray) -> list[float]:
 
 def crossings(fits: dict[str, ComputeFit], c_lo: float, c_hi: float, observed_max: float,
               confidence: float = CONFIDENCE, points: int = 400) -> list[dict]:
-  """Per pair of cells: where their L(C) curves cross in [c_lo, c_hi], and how sure that is.
+  """Per pair of cells: where their L(C) curves cross in [c_lo, c_hi] (from the larger of the
+  two cells' smallest runs: below it one curve is extrapolated backwards), and how sure that is.
 
   The point estimate comes from the fitted laws; the uncertainty from the resampled laws (cells
   resampled independently, resample i of one against resample i of the other): `share` is the
   fraction of resampled pairs that cross in the range, the interval is over those that do (their
   first crossing). `extrapolated`: the crossing lies beyond the largest observed compute.
   """
-  grid = np.geomspace(c_lo, c_hi, points)
   names = list(fits)
   out = []
   for i, x in enumerate(names):
     for y in names[i + 1:]:
       fx, fy = fits[x], fits[y]
+      lo = max(c_lo, fx.c_min, fy.c_min)
+      grid = np.geomspace(lo, c_hi, points)
       at = _crossings(fx.predict(grid) - fy.predict(grid), grid)
       bx, by = fx.predict_B(grid), fy.predict_B(grid)
       m = min(len(bx), len(by))
@@ -490,9 +492,9 @@ def crossings(fits: dict[str, ComputeFit], c_lo: float, c_hi: float, observed_ma
           firsts.append(cs[0] if cs else np.nan)
       firsts = np.array(firsts)
       share = float(np.mean(np.isfinite(firsts))) if len(firsts) else math.nan
-      lead_lo = x if fx.predict(c_lo) < fy.predict(c_lo) else y
+      lead_lo = x if fx.predict(lo) < fy.predict(lo) else y
       lead_hi = x if fx.predict(c_hi) < fy.predict(c_hi) else y
-      entry = {"cells": [x, y], "crossings": at, "share_resamples_crossing": share,
+      entry = {"cells": [x, y], "range": [lo, c_hi], "crossings": at, "share_resamples_crossing": share,
                "lower_loss_at_start": lead_lo, "lower_loss_at_end": lead_hi}
       if at:
         ci = interval(np.log10(firsts), math.log10(at[0]), confidence)
@@ -522,8 +524,9 @@ def ranking(fits: dict[str, ComputeFit], c: float, confidence: float = CONFIDENC
 
 def ranking_changes(fits: dict[str, ComputeFit], c_lo: float, c_hi: float,
                     points: int = 400) -> list[dict]:
-  """The compute values in [c_lo, c_hi] where the order of the fitted curves changes."""
-  grid = np.geomspace(c_lo, c_hi, points)
+  """The compute values in [c_lo, c_hi] where the order of the fitted curves changes (from the
+  largest of the cells' smallest runs, where every curve is fitted or extrapolated forwards)."""
+  grid = np.geomspace(max([c_lo] + [f.c_min for f in fits.values()]), c_hi, points)
   names = list(fits)
   preds = np.stack([fits[k].predict(grid) for k in names])
   orders = [tuple(names[j] for j in np.argsort(preds[:, i])) for i in range(points)]
