@@ -88,11 +88,13 @@ def account(model: models_lib.BaseModel,
   abstract = jax.eval_shape(lambda: model.get_initial_variables(jax.random.PRNGKey(0), shapes))
   cfg = model.config
 
-  total = 0
+  total = embedding = 0
   by_role = {"enc": 0, "dec": 0, "cross_kv": 0}
   for path, leaf in jax.tree_util.tree_flatten_with_path(abstract["params"])[0]:
     size = int(np.prod(leaf.shape))
     total += size
+    if _path_names(path)[-2:-1] in (["token_embedder"], ["logits_dense"]):
+      embedding += size
     role = _matmul_role(_path_names(path), cfg.tie_embeddings)
     if role is not None:
       by_role[role] += size
@@ -112,6 +114,9 @@ def account(model: models_lib.BaseModel,
       "model": model.name,
       "params": total,
       "matmul_params": sum(by_role.values()),
+      # Kaplan et al. (2020)'s N for scaling laws: without the vocabulary's embedding and output
+      # matrices, which at small widths are most of the parameters.
+      "non_embedding_params": total - embedding,
       "task_feature_lengths": task_feature_lengths,
       "tokens_per_example": work.tokens_per_example,
       "attention_shape": dict(work.attention_shape),

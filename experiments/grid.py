@@ -14,6 +14,9 @@ definition is refused. --dry_run checks every stage's gin and each pretraining t
 would (objectives.validate against the vocabulary) and prints params, activation dtype (on GPU/TPU), tokens and
 FLOPs per stage, without building parameters or reading a corpus. With `seeds`, every cell runs
 once per seed (experiments/grid_plan.py); --dry_run and --print_commands name the seeds.
+--shard=K/N runs every N-th cell from the K-th, so N processes share one GRID_DIR (status in
+status.shardKofN.json). A grid with `sizes` expands each cell over model sizes and token budgets
+and writes scale_points.csv (experiments/grid_scale.py) for `python -m experiments.scaling`.
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ import seqio
 from experiments.runtime import gin_utils
 from experiments.runtime import storage
 from experiments import grid_plan
+from experiments import grid_scale
 from experiments import grid_spec
 from experiments import results as results_lib
 from experiments.grid_plan import DONE, ERROR, Stage
@@ -44,12 +48,6 @@ from experiments.grid_spec import Grid, GridError
 
 GRID_JSON = "grid.json"
 STATUS_JSON = "status.json"
-
-
-@gin.configurable(module="experiments.grid")
-def model_of(model=gin.REQUIRED):
-  """Evaluates the MODEL macro of a stage's gin (bound by the dry run)."""
-  return model
 
 
 # ---------------------------------------------------------------------------------------------
@@ -208,11 +206,43 @@ def _progress(total: int):
               file=sys.stderr)
 
 
-def run_grid(grid: Grid, grid_dir: str, log: Callable[[str], None] = print) -> dict[str, Any]:
-  """Runs every unfinished stage; returns {'status': {stage key: ...}, 'failed': [...]}."""
+def parse_shard(text: str | None) -> tuple[int, int] | None:
+  """'K/N' (0 <= K < N) -> (K, N); None -> None."""
+  if text is None:
+    return None
+  k, sep, n = text.partition("/")
+  if not (sep and k.isdigit() and n.isdigit() and 0 <= int(k) < int(n)):
+    raise GridError(f"--shard must be K/N with 0 <= K < N (e.g. 0/2 and 1/2 for two processes), "
+                    f"got {text!r}.")
+  return int(k), int(n)
+
+
+def shard_stages(grid: Grid, stages: Sequence[Stage], shard: tuple[int, int] | None) -> list[Stage]:
+  """The stages of every N-th cell from the K-th (grid order); an adaptation goes with the shard
+  of its source, so no shard waits on another."""
+  if shard is None:
+    return list(stages)
+  k, n = shard
+  roots = [c for c in grid.cells if c.source is None]
+  index = {c.name: i for i, c in enumerate(roots)}
+  for c in grid.cells:
+    if c.source is not None:
+      index[c.name] = index[c.source]
+  return [s for s in stages if index[s.cell.name] % n == k]
+
+
+def run_grid(grid: Grid, grid_dir: str, log: Callable[[str], None] = print,
+             shard: tuple[int, int] | None = None) -> dict[str, Any]:
+  """Runs every unfinished stage (of one shard: shard_stages); returns {'status': {stage key:
+  ...}, 'failed': [...], 'stages': [...]}."""
   check_grid_dir(grid, grid_dir)
-  stages = grid_plan.plan(grid, grid_dir)
+  stages = shard_stages(grid, grid_plan.plan(grid, grid_dir), shard)
   broken = preflight(stages)
+  if grid.sizes:
+    # A scaling grid: each run's parameters and FLOPs, for experiments.scaling (of every cell,
+    # whichever shard runs: shards write the same file).
+    grid_scale.write_points(grid, grid_dir, grid_plan.plan(grid, grid_dir), skip=list(broken))
+  status_json = STATUS_JSON if shard is None else f"status.shard{shard[0]}of{shard[1]}.json"
   status: dict[str, dict[str, Any]] = {}
   bar = _progress(len(stages))
   if bar is not None and not bar.disable and log is print:
@@ -236,14 +266,14 @@ def run_grid(grid: Grid, grid_dir: str, log: Callable[[str], None] = print) -> d
         entry = {"status": "done", "seconds": summary["seconds"]}
       except _interruptions():
         status[s.key] = {"status": "interrupted"}
-        _write_json(os.path.join(grid_dir, STATUS_JSON), status)
+        _write_json(os.path.join(grid_dir, status_json), status)
         log(f"[grid] {s.key}: interrupted; the same command resumes the grid")
         raise
       except Exception as e:  # pylint: disable=broad-except
         entry = {"status": "failed", "error": _relative(f"{type(e).__name__}: {e}")}
         log(f"[grid] {s.key}: FAILED: {entry['error']} (traceback in {s.dir}/{ERROR})")
     status[s.key] = entry
-    _write_json(os.path.join(grid_dir, STATUS_JSON), status)
+    _write_json(os.path.join(grid_dir, status_json), status)
     if bar is not None:
       bar.update(1)
   if bar is not None:
@@ -295,9 +325,11 @@ def collect(grid: Grid, grid_dir: str, stages: Sequence[Stage] | None = None) ->
   return results_lib.write_csv(rows, os.path.join(grid_dir, results_lib.RESULTS_CSV))
 
 
-def report(grid: Grid, grid_dir: str, outcome: dict[str, Any] | None = None) -> str:
-  """Writes results.csv, continuation.csv, summary.{csv,md,png}; returns the printable summary."""
-  df = collect(grid, grid_dir, outcome["stages"] if outcome else None)
+def report(grid: Grid, grid_dir: str, outcome: dict[str, Any] | None = None,
+           every_stage: bool = False) -> str:
+  """Writes results.csv, continuation.csv, summary.{csv,md,png}; returns the printable summary.
+  every_stage: collect every finished stage of the grid, not only the outcome's (a shard)."""
+  df = collect(grid, grid_dir, outcome["stages"] if outcome and not every_stage else None)
   lines = [f"Grid {grid.name} ({grid_dir}): {len(df)} result rows in "
            f"{os.path.join(grid_dir, results_lib.RESULTS_CSV)}"]
   notes = ""
@@ -323,7 +355,7 @@ def report(grid: Grid, grid_dir: str, outcome: dict[str, Any] | None = None) -> 
 # Dry run: validation and accounting without training.
 
 
-def account(stage: Stage) -> dict[str, Any]:
+def account(stage: Stage, with_task_check: bool = True) -> dict[str, Any]:
   """A training stage's model and task, checked without building parameters or reading data.
 
   Returns arch.accounting's params and training FLOPs per example, the activation dtype, and the
@@ -331,26 +363,7 @@ def account(stage: Stage) -> dict[str, Any]:
   (VOCAB_SIZE gives the embedding rows), so the accounting works where the vocabulary file is not
   reachable (a laptop planning a pod run); the task check then says it could not run.
   """
-  from arch import accounting  # pylint: disable=g-import-not-at-top
-  gin_utils.parse_gin(stage.gin_files, list(stage.bindings) + [
-      "experiments.grid.model_of.model = %MODEL", "arch.models.get_model.vocabulary = None"],
-                      finalize=False, defaults=["VOCABULARY = None"])
-  try:
-    lengths = dict(gin_utils.require_macro("TASK_FEATURE_LENGTHS"))
-    model = model_of()
-    out = dict(accounting.account(model, lengths))
-    # A grid plans accelerator runs: 'auto' is shown as what it becomes on a GPU or TPU.
-    from arch import config as config_lib  # pylint: disable=g-import-not-at-top
-    out["dtype"] = str(config_lib.resolve_for_platform(model.config, "gpu").dtype)
-    # Per-device peak of the stage's train step on this machine's devices (arch/memory.py).
-    import jax  # pylint: disable=g-import-not-at-top
-    from arch import memory  # pylint: disable=g-import-not-at-top
-    layout = accounting.memory_layout_from_gin(jax.device_count())
-    out["memory_gib"] = memory.estimate(model, lengths, layout)["peak_bytes"] / memory.GiB
-    out["task_check"] = check_task(model, stage.task, lengths)
-    return out
-  finally:
-    gin.clear_config()
+  return grid_scale.account(stage, check_task if with_task_check else None)
 
 
 TASK_OK, TASK_MIXTURE, TASK_UNCHECKED = "ok", "registered", "unchecked"
@@ -418,6 +431,9 @@ def dry_run(grid: Grid, grid_dir: str, log: Callable[[str], None] = print) -> li
       total_flops += flops
     row["train_flops"] = total_flops
     rows.append(row)
+  if grid.sizes:
+    ok = [s for s in stages if s.cell.name not in broken]
+    log(grid_scale.compute_note(grid_scale.points(grid, ok)))
   log(format_dry_run(rows) + (f"\n{seeds_note(grid.seeds)}; the steps, tokens and FLOPs above "
                               f"are per seed, x{len(grid.seeds)} for the grid." if grid.seeds
                               else ""))
@@ -491,10 +507,15 @@ def main(argv: Sequence[str]) -> int:
                       "dtype / tokens / FLOPs per stage; train nothing, read no corpus")
   parser.add_argument("--print_commands", action="store_true",
                       help="print one launch command per stage (for separate jobs) and exit")
+  parser.add_argument("--shard", default=None, metavar="K/N",
+                      help="run only every N-th cell from the K-th (0-based): N processes on one "
+                      "GRID_DIR share the grid (each cell's stages stay in one process; an "
+                      "adaptation goes with its source); each reports every finished stage")
   parser.add_argument("--compilation_cache_dir", default=None,
                       help="persistent XLA compilation cache (default: the harness cache folder, "
                       "$ZEROSHOT_HARNESS_CACHE or ~/.cache/zeroshot_harness; '' disables)")
   args = parser.parse_args(rest)
+  shard = parse_shard(args.shard)
   if not files:
     raise GridError("give the grid with --gin_file=gin_configs/grids/<grid>.gin")
   grid, grid_dir = grid_spec.load(files, bindings)
@@ -518,12 +539,12 @@ def main(argv: Sequence[str]) -> int:
   enable_compilation_cache(_default_cache_dir() if args.compilation_cache_dir is None
                            else args.compilation_cache_dir)
   try:
-    outcome = run_grid(grid, grid_dir)
+    outcome = run_grid(grid, grid_dir, shard=shard)
   except _interruptions() as e:
     print(f"[grid] stopped by {'Ctrl-C' if isinstance(e, KeyboardInterrupt) else e}; the same "
           f"command resumes the grid.", file=sys.stderr)
     return getattr(e, "exit_code", 130)
-  print(report(grid, grid_dir, outcome))
+  print(report(grid, grid_dir, outcome, every_stage=shard is not None))
   return 1 if outcome["failed"] else 0
 
 

@@ -207,6 +207,9 @@ def cell_stages(grid: Grid, cell: Cell, grid_dir: str, seed: int | None = None) 
 def plan(grid: Grid, grid_dir: str) -> list[Stage]:
   """Every stage of the grid, cells in order (adaptation sources first); with seeds, every cell of
   the first seed, then of the next (a first full table comes early)."""
+  if grid.unexpanded:
+    raise GridError("a scaling grid (sizes set) must be expanded first: grid_scale.expand(grid), "
+                    "as grid_spec.load does.")
   return [s for seed in (grid.seeds or (None,)) for cell in grid.cells
           for s in cell_stages(grid, cell, grid_dir, seed)]
 

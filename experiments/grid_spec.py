@@ -19,6 +19,10 @@ arch, objective or stage, an adaptation whose source cell is missing, a malforme
 each in its own folders; unset, each cell runs once with the stack's RANDOM_SEED, as before seeds
 existed. `mtf_eval_period` is the in-loop validation period of the MTF stages (default None: off,
 since a P3 folder commonly lacks a validation split for some templates).
+
+`sizes` (names of gin_configs/sizes/ or dicts, parse_size) and `tokens_per_param` (or each size's
+'steps') make a scaling grid: `load` expands every cell over them (experiments/grid_scale.py),
+and a pretraining cell's 'steps' is then set by the point's budget.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import pathlib
 import re
 from typing import Any, Mapping, Sequence
 
@@ -41,19 +46,96 @@ STAGES = TRAIN_STAGES + ("eval",)
 CELL_KEYS = ("name", "arch", "objective", "source", "stages", "steps", "batch_size",
              "feature_lengths", "gin_files", "bindings")
 # Cell keys left out of the grid's definition when unset, so that grids written without them keep
-# their fingerprint.
-_OPTIONAL_CELL_KEYS = ("batch_size", "feature_lengths")
+# their fingerprint (base, size and budget are set only by a scaling grid's expansion).
+_OPTIONAL_CELL_KEYS = ("batch_size", "feature_lengths", "base", "size", "budget")
 # What a post-training evaluation is called in results: after pretrain or adapt it is zero-shot.
 PHASE = {"pretrain": "zero_shot", "adapt": "zero_shot", "mtf": "post_mtf"}
 
 
 # Settings added after grids were run, with the default that leaves a grid as it was: at that
 # default they are left out of the definition, so an existing GRID_DIR keeps its fingerprint.
-_ADDED_SETTINGS = {"seeds": None, "mtf_eval_period": None}
+_ADDED_SETTINGS = {"seeds": None, "mtf_eval_period": None, "sizes": None,
+                   "tokens_per_param": None}
 
 
 class GridError(errors.ConfigError):
   """A grid definition or GRID_DIR that cannot be run; raised before any training."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Size:
+  """A model size of a scaling grid: gin files (gin_configs/sizes/) and/or inline bindings."""
+
+  name: str
+  gin_files: tuple[str, ...] = ()
+  bindings: tuple[str, ...] = ()
+  steps: int | None = None  # pretraining steps at this size when the grid has no tokens_per_param
+
+
+SIZE_GIN = "gin_configs/sizes/{}.gin"
+SIZE_KEYS = ("name", "gin_files", "bindings", "steps")
+
+
+def parse_size(i: int, raw: Any) -> Size:
+  """One entry of `sizes`: 'small' (gin_configs/sizes/small.gin) or a dict with SIZE_KEYS."""
+  where = f"experiments.grid_spec.grid_definition.sizes[{i}]"
+  if isinstance(raw, str):
+    raw = {"name": raw, "gin_files": [SIZE_GIN.format(raw)]}
+  if not isinstance(raw, Mapping):
+    raise GridError(f"{where}: expected a size name of gin_configs/sizes/ ('small') or a dict with "
+                    f"keys {', '.join(SIZE_KEYS)}, got {raw!r}.")
+  unknown = sorted(set(raw) - set(SIZE_KEYS))
+  if unknown:
+    raise GridError(f"{where}: unknown key(s) {unknown}; valid keys: {', '.join(SIZE_KEYS)}.")
+  name = raw.get("name")
+  if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9_.-]+", name):
+    raise GridError(f"{where}: 'name' must be a short name of letters, digits, '_', '.', '-' (it "
+                    f"names the cells' folders), got {name!r}.")
+  files, bindings = raw.get("gin_files", ()), raw.get("bindings", ())
+  for key, value in (("gin_files", files), ("bindings", bindings)):
+    if isinstance(value, str) or not all(isinstance(x, str) for x in value):
+      raise GridError(f"{where}: {key!r} must be a list of strings, got {value!r}.")
+  for f in files:
+    if not (gin_utils.REPO_ROOT / f).is_file() and not pathlib.Path(f).is_file():
+      known = sorted(p.stem for p in (gin_utils.REPO_ROOT / "gin_configs" / "sizes").glob("*.gin"))
+      raise GridError(f"{where}: gin file {f!r} not found (sizes in gin_configs/sizes/: "
+                      f"{', '.join(known)}).")
+  if not files and not bindings:
+    raise GridError(f"{where}: a size needs 'gin_files' or 'bindings' (emb_dim, layers, ...).")
+  steps = raw.get("steps")
+  if steps is not None:
+    steps = _int(steps, f"{where}: 'steps'")
+  return Size(name=name, gin_files=tuple(files), bindings=tuple(bindings), steps=steps)
+
+
+def _sizes(sizes: Any, tokens_per_param: Any) -> tuple[tuple[Size, ...] | None,
+                                                       tuple[float, ...] | None]:
+  prefix = "experiments.grid_spec.grid_definition"
+  if sizes is None:
+    if tokens_per_param is not None:
+      raise GridError(f"{prefix}.tokens_per_param needs {prefix}.sizes (the model sizes it "
+                      "multiplies).")
+    return None, None
+  if isinstance(sizes, str) or not isinstance(sizes, Sequence) or not sizes:
+    raise GridError(f"{prefix}.sizes must be a non-empty list of sizes, got {sizes!r}.")
+  parsed = tuple(parse_size(i, s) for i, s in enumerate(sizes))
+  names = [s.name for s in parsed]
+  if len(set(names)) != len(names):
+    raise GridError(f"{prefix}.sizes: size names must be unique, got {names}.")
+  if tokens_per_param is None:
+    return parsed, None
+  ok = (isinstance(tokens_per_param, Sequence) and not isinstance(tokens_per_param, str)
+        and tokens_per_param and all(isinstance(x, (int, float)) and not isinstance(x, bool)
+                                     and x > 0 for x in tokens_per_param))
+  if not ok or len(set(tokens_per_param)) != len(tokens_per_param):
+    raise GridError(f"{prefix}.tokens_per_param must be a non-empty list of distinct positive "
+                    f"numbers (training tokens per non-embedding parameter, e.g. [20]), got "
+                    f"{tokens_per_param!r}.")
+  with_steps = [s.name for s in parsed if s.steps is not None]
+  if with_steps:
+    raise GridError(f"{prefix}.sizes {with_steps} set 'steps' and the grid sets tokens_per_param: "
+                    "give the budget one way.")
+  return parsed, tuple(float(x) for x in tokens_per_param)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -70,6 +152,11 @@ class Cell:
   bindings: tuple[str, ...] = ()
   batch_size: int | None = None  # pretrain / adapt batch; None: the grid's, by objective
   feature_lengths: Mapping[str, int] | None = None  # likewise TASK_FEATURE_LENGTHS
+  # A scaling grid's point (experiments/grid_scale.py): the cell of the grid file this one expands,
+  # the model size and the token budget ('20tpp' or '400steps').
+  base: str | None = None
+  size: str | None = None
+  budget: str | None = None
 
   @property
   def slug(self) -> str:
@@ -101,6 +188,13 @@ class Grid:
   eval_bindings: tuple[str, ...] = ()
   seeds: tuple[int, ...] | None = None
   mtf_eval_period: int | None = None
+  sizes: tuple[Size, ...] | None = None  # a scaling grid's model sizes (grid_scale.expand)
+  tokens_per_param: tuple[float, ...] | None = None  # its token budgets, else per-size steps
+
+  @property
+  def unexpanded(self) -> bool:
+    """A scaling grid whose cells are not yet expanded over sizes and budgets."""
+    return bool(self.sizes) and any(c.size is None for c in self.cells)
 
   def cell(self, name: str) -> Cell:
     return {c.name: c for c in self.cells}[name]
@@ -215,7 +309,7 @@ def _feature_lengths(value: Any, what: str) -> dict[str, int]:
   return {k: _int(v, f"{what}[{k!r}]") for k, v in value.items()}
 
 
-def _order(cells: list[Cell]) -> tuple[Cell, ...]:
+def order_cells(cells: list[Cell]) -> tuple[Cell, ...]:
   """Cells with every source before the cells adapted from it; sources must exist and be acyclic."""
   by_name = {}
   for c in cells:
@@ -261,6 +355,8 @@ def grid_definition(
     eval_bindings: Sequence[str] = (),
     seeds: Sequence[int] | None = None,
     mtf_eval_period: int | None = None,
+    sizes: Sequence[str | Mapping[str, Any]] | None = None,
+    tokens_per_param: Sequence[float] | None = None,
 ) -> Grid:
   """Builds and validates a Grid from the bindings of a gin_configs/grids/ file."""
   prefix = "experiments.grid_spec.grid_definition"
@@ -268,6 +364,7 @@ def grid_definition(
     raise GridError(f"{prefix}.cells must be a non-empty list of cell dicts.")
   pretrain_steps = _int(pretrain_steps, f"{prefix}.pretrain_steps")
   parsed = [parse_cell(i, c, pretrain_steps) for i, c in enumerate(cells)]
+  parsed_sizes, tpp = _sizes(sizes, tokens_per_param)
   lengths = {}
   # Only objectives some cell reads from the grid's entries need them (a cell may set its own).
   needed = sorted({c.objective for c in parsed if c.feature_lengths is None})
@@ -292,7 +389,7 @@ def grid_definition(
   if isinstance(suites, str) or not suites:
     raise GridError(f"{prefix}.suites must be a non-empty list of suite names, got {suites!r}.")
   return Grid(
-      name=name, cells=_order(parsed), gin_files=tuple(gin_files), bindings=tuple(bindings),
+      name=name, cells=order_cells(parsed), gin_files=tuple(gin_files), bindings=tuple(bindings),
       corpus=corpus, batch_size=batches,
       pretrain_steps=pretrain_steps, mtf_steps=_int(mtf_steps, f"{prefix}.mtf_steps"),
       mtf_mixture=mtf_mixture, feature_lengths=lengths,
@@ -303,7 +400,8 @@ def grid_definition(
       mtf_bindings=tuple(mtf_bindings), eval_bindings=tuple(eval_bindings),
       seeds=_seeds(seeds, f"{prefix}.seeds"),
       mtf_eval_period=None if mtf_eval_period is None else _int(
-          mtf_eval_period, f"{prefix}.mtf_eval_period"))
+          mtf_eval_period, f"{prefix}.mtf_eval_period"),
+      sizes=parsed_sizes, tokens_per_param=tpp)
 
 
 def load(grid_files: Sequence[str], bindings: Sequence[str] = ()) -> tuple[Grid, str | None]:
@@ -317,4 +415,7 @@ def load(grid_files: Sequence[str], bindings: Sequence[str] = ()) -> tuple[Grid,
     raise GridError(f"{', '.join(grid_files)}: {e} (bind them as "
                     f"experiments.grid_spec.grid_definition.<name> = ...).") from e
   grid_dir = gin_utils.query_macro("GRID_DIR")
+  if grid.sizes:
+    from experiments import grid_scale  # pylint: disable=g-import-not-at-top
+    grid = grid_scale.expand(grid)  # parses each size's gin for its parameter count
   return grid, grid_dir

@@ -182,7 +182,7 @@ def write_text(path: Any, text: str) -> None:
   on an object store (which replaces whole objects atomically)."""
   path = as_path(path)
   if not is_uri(path):
-    tmp = path.with_name(path.name + ".tmp")
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")  # processes may share a file
     tmp.write_text(text)
     os.replace(tmp, path)
     return
@@ -192,7 +192,7 @@ def write_text(path: Any, text: str) -> None:
 def write_bytes(path: Any, data: bytes) -> None:
   path = as_path(path)
   if not is_uri(path):
-    tmp = path.with_name(path.name + ".tmp")
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")  # processes may share a file
     tmp.write_bytes(data)
     os.replace(tmp, path)
     return
