@@ -8,7 +8,6 @@ three built-in architectures are registered here (arch/registry.py), where their
 
 from __future__ import annotations
 
-import copy
 import functools
 from typing import Any, Mapping, Optional
 
@@ -61,11 +60,17 @@ class BaseModel:
     self.z_loss = float(z_loss)
     self._init_fns = {}
 
-  def for_platform(self, platform: str) -> "BaseModel":
-    """This model with attention_impl 'auto' resolved for `platform` (the mesh's devices').
+  @property
+  def feature_converter_cls(self) -> type:
+    """The seqio feature converter class this architecture's batches come from."""
+    return self.arch.feature_converter_cls
 
-    The trainer calls it before tracing, so the kernels follow the devices the step compiles
-    for rather than JAX's default backend. A kernel bound for another platform fails here.
+  def for_platform(self, platform: str) -> "BaseModel":
+    """This model with its config's 'auto' settings resolved for `platform` (self if none).
+
+    `platform` is that of the mesh's devices: the trainer calls this before tracing, so the
+    activation dtype and the attention kernel follow the devices the step compiles for rather
+    than JAX's default backend. A kernel bound for another platform fails here.
     """
     impl = kernels.resolve(self.config.attention_impl, platform)
     problem = kernels.check_platform(impl, platform)
@@ -74,22 +79,7 @@ class BaseModel:
           f"TransformerConfig.attention_impl = {self.config.attention_impl!r}: {problem}. Bind "
           f"TransformerConfig.attention_impl = 'auto' (or 'xla' / 'blockwise', which run "
           f"anywhere).")
-    if impl == self.config.attention_impl:
-      return self
-    model = copy.copy(self)
-    model.config = self.config.replace(attention_impl=impl)
-    model.module = self.module.clone(config=model.config)
-    model._init_fns = {}
-    return model
-
-  @property
-  def feature_converter_cls(self) -> type:
-    """The seqio feature converter class this architecture's batches come from."""
-    return self.arch.feature_converter_cls
-
-  def for_platform(self, platform: str) -> "BaseModel":
-    """This model with its config's 'auto' settings resolved for `platform` (self if none)."""
-    config = config_lib.resolve_for_platform(self.config, platform)
+    config = config_lib.resolve_for_platform(self.config, platform).replace(attention_impl=impl)
     return self if config == self.config else self.arch.build(config, z_loss=self.z_loss)
 
   # --- network call, per architecture -------------------------------------------------------

@@ -50,8 +50,9 @@ class StepBuilder:
   num_microbatches: int = 1
 
   def __post_init__(self):
-    # 'auto' settings (TransformerConfig.dtype) follow the mesh's platform, not the default
-    # backend; self.model is the resolved model the step, logs and MFU use.
+    # 'auto' settings (TransformerConfig.dtype, attention_impl) follow the mesh's platform, not
+    # the default backend, resolved before anything is traced (a kernel bound for another
+    # platform fails here); self.model is the resolved model the step, logs and MFU use.
     if hasattr(self.model, "for_platform"):
       self.model = self.model.for_platform(self.partitioner.platform)
     batch_size = next(iter(self.input_shapes.values()))[0]
@@ -67,10 +68,6 @@ class StepBuilder:
           f"axis ({data} devices; Partitioner.mesh_shape). Choose a batch that is a multiple "
           f"of {data * self.num_microbatches}.")
     self.micro_shapes = {k: (micro,) + tuple(v[1:]) for k, v in self.input_shapes.items()}
-    # Kernels ('auto' attention_impl) follow the platform of the mesh this step compiles for,
-    # resolved here before anything is traced; a kernel bound for another platform fails here.
-    if hasattr(self.model, "for_platform"):
-      self.model = self.model.for_platform(self.partitioner.platform)
     self._abstract()
 
   # -- shapes and shardings ---------------------------------------------------------------------

@@ -60,10 +60,10 @@ def test_tiny_is_float32_everywhere():
     assert config_lib.resolve_for_platform(config, platform).dtype == "float32"
 
 
-def _tiny_model(dtype):
+def _tiny_model(dtype, attention_impl="auto"):
   return models.get_model("causal_decoder", config_lib.TransformerConfig(
       vocab_size=256, emb_dim=32, num_heads=4, head_dim=8, mlp_dim=64, num_layers=2,
-      dtype=dtype))
+      dtype=dtype, attention_impl=attention_impl))
 
 
 def _dot_dtypes(model):
@@ -84,12 +84,14 @@ def _dot_dtypes(model):
 
 
 def test_model_for_platform_computes_in_the_resolved_dtype():
-  model = _tiny_model("auto")
+  # The reference kernel: 'auto' would pick cuDNN for 'gpu', which cannot be traced on a CPU host.
+  model = _tiny_model("auto", attention_impl="xla")
   on_gpu = model.for_platform("gpu")
   assert on_gpu.config.dtype == "bfloat16" and on_gpu.name == model.name
+  assert _tiny_model("auto").for_platform("gpu").config.attention_impl == "cudnn"
   assert "bfloat16" in _dot_dtypes(on_gpu)
   assert _dot_dtypes(model.for_platform("cpu")) == {"float32"}
-  explicit = _tiny_model("float32")
+  explicit = _tiny_model("float32", attention_impl="xla")
   assert explicit.for_platform("tpu") is explicit
 
 

@@ -110,7 +110,7 @@ def test_steps_budgets_and_a_grid_without_sizes():
 
 @pytest.mark.parametrize("kw, match", [
     (dict(sizes=["huge"]), r"sizes\[0\]: gin file 'gin_configs/sizes/huge.gin' not found "
-                           r"\(sizes in gin_configs/sizes/: .*small, tiny\)"),
+                           r"\(sizes in gin_configs/sizes/: .*small, tiny, xl\)"),
     (dict(sizes=None), r"tokens_per_param needs .*sizes"),
     (dict(sizes=["tiny", "tiny"]), r"size names must be unique"),
     (dict(sizes=[{"name": "a b", "bindings": W48}]), r"'name' must be a short name"),
