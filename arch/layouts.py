@@ -49,6 +49,15 @@ def _flat(tree: Any) -> dict[str, Any]:
 def describe(tree: Any) -> str:
   """Each layer stack and its layout: '2 scanned layers' (decoder-only) or 'decoder: 2 unrolled
   layers; encoder: 8 unrolled layers'."""
+  scanned, unrolled = _stacks(tree)
+  at = lambda w: f"{w}: " if w else ""  # noqa: E731  # decoder-only stacks sit at the top
+  out = [f"{at(w)}{n} scanned layers" for w, n in scanned.items()]
+  out += [f"{at(w)}{len(ix)} unrolled layers" for w, ix in unrolled.items()]
+  return "; ".join(sorted(out)) or "no layer stack"
+
+
+def _stacks(tree: Any) -> tuple[dict[str, int], dict[str, set[int]]]:
+  """({where: layers} of scanned stacks, {where: layer indices} of unrolled ones)."""
   scanned: dict[str, int] = {}
   unrolled: dict[str, set[int]] = {}
   for path, x in _flat(tree).items():
@@ -59,10 +68,13 @@ def describe(tree: Any) -> str:
         scanned[where] = int(x.shape[0])
       elif _UNROLLED.match(part):
         unrolled.setdefault(where, set()).add(int(_UNROLLED.match(part).group(1)))
-  at = lambda w: f"{w}: " if w else ""  # noqa: E731  # decoder-only stacks sit at the top
-  out = [f"{at(w)}{n} scanned layers" for w, n in scanned.items()]
-  out += [f"{at(w)}{len(ix)} unrolled layers" for w, ix in unrolled.items()]
-  return "; ".join(sorted(out)) or "no layer stack"
+  return scanned, unrolled
+
+
+def _places(tree: Any) -> set[str]:
+  """Where the tree's layer stacks sit ('' decoder-only; 'encoder', 'decoder' ...), any layout."""
+  scanned, unrolled = _stacks(tree)
+  return set(scanned) | set(unrolled)
 
 
 def _same(a: Any, b: Any) -> bool:
@@ -103,6 +115,8 @@ def plan(saved: Any, requested: Any) -> tuple[Any, Callable[[Any], Any]] | None:
   saved_abs, requested_abs = _as_abstract(saved), _as_abstract(requested)
   if _same(saved_abs, requested_abs) or describe(saved_abs) == describe(requested_abs):
     return None
+  if _places(saved_abs) != _places(requested_abs):
+    return None  # another architecture, not another layout: the restore names what is absent
   for to_model, to_saved in ((stack.scanned_to_unrolled, stack.unrolled_to_scanned),
                              (stack.unrolled_to_scanned, stack.scanned_to_unrolled)):
     converted = jax.eval_shape(to_model, _strip(saved_abs))
