@@ -66,19 +66,19 @@ run_step() {
 }
 
 [ "$DRY_RUN" = 1 ] || mkdir -p "$OUT"
-run_step install 110 install.txt make install ACCEL="$ACCEL"
+run_step install 100 install.txt make install ACCEL="$ACCEL"
 PYTHON="$(python_bin)"
 # JAX preallocates 75% of the GPU by default; the recipe is sized for ~45 GiB of an 80 GB device.
 export XLA_PYTHON_CLIENT_MEM_FRACTION="${XLA_PYTHON_CLIENT_MEM_FRACTION:-0.9}"
-run_step train_1b 190 train_1b.json "$PYTHON" -m benchmarks.recipe_throughput --json --steps=5 \
+run_step train_1b 180 train_1b.json "$PYTHON" -m benchmarks.recipe_throughput --json --steps=5 \
   --warmup=2 "${RECIPE[@]}"
 if [ -f benchmarks/attention.py ]; then
-  run_step attention 100 attention.json "$PYTHON" -m benchmarks.attention --json
+  run_step attention 90 attention.json "$PYTHON" -m benchmarks.attention --json
 else
   echo "benchmarks/attention.py is absent: attention step skipped" >&2
   STEPS_JSON="$STEPS_JSON{\"step\": \"attention\", \"skipped\": true, \"reason\": \"benchmarks/attention.py absent\"},"
 fi
-run_step train_tiny 70 train_tiny.json "$PYTHON" -m benchmarks.train_throughput --json --no_probe \
+run_step train_tiny 60 train_tiny.json "$PYTHON" -m benchmarks.train_throughput --json --no_probe \
   --steps=10
 
 if [ "$DRY_RUN" = 0 ]; then

@@ -20,6 +20,7 @@ Only the `lm_eval` extra needs this module (`pip install -e '.[lm_eval]'`): impo
 
 from __future__ import annotations
 
+import importlib
 import inspect
 from typing import Any, Collection, Sequence
 
@@ -40,8 +41,8 @@ class GenerationUnavailable(ConfigError):
 
 def generation_function():
   """eval.generate.generate_texts, or GenerationUnavailable naming what is missing."""
-  try:
-    from eval import generate  # pylint: disable=g-import-not-at-top
+  try:  # import_module honours a module set aside in sys.modules (from-import would not)
+    generate = importlib.import_module("eval.generate")
   except ImportError as e:
     raise GenerationUnavailable(
         "generate_until tasks need eval.generate (generate_texts over model.predict_batch), "

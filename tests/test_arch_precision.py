@@ -29,6 +29,7 @@ def test_resolve_for_platform(dtype, platform, want):
 
 
 def test_default_is_auto_and_unresolved_auto_follows_the_default_backend():
+  gin.clear_config()  # the class default, not a binding another module's test left behind
   config = config_lib.TransformerConfig()
   assert config.dtype == "auto"
   assert config.activation_dtype == jnp.dtype(config_lib.AUTO_DTYPES[jax.default_backend()])
