@@ -154,13 +154,7 @@ _DEFAULT_BINDINGS = (
 def run(gin_files: Sequence[str], gin_bindings: Sequence[str] = ()) -> list[dict]:
   """Parses gin afresh (defaults, files, bindings) and generates; returns prompt/continuation."""
   gin_utils.parse_gin(gin_files, gin_bindings, defaults=_DEFAULT_BINDINGS)
-  try:
-    return generate_checkpoint()
-  except Exception as proxy:  # pylint: disable=broad-except
-    e = errors.as_raised(proxy)
-    if e is proxy:
-      raise
-    raise e from e.__cause__
+  return errors.call_unwrapped(generate_checkpoint)
 
 
 def main(argv: Sequence[str]) -> int:

@@ -548,13 +548,7 @@ def run(gin_files: Sequence[str], gin_bindings: Sequence[str] = ()) -> dict:
   parse(gin_files, gin_bindings)
   distributed.maybe_initialize()  # several hosts: each scores its share (rank_classification)
   accelerators.start_up()  # after jax.distributed: TF off the GPUs, JAX not silently on the CPU
-  try:
-    return evaluate_checkpoint()
-  except Exception as proxy:  # pylint: disable=broad-except
-    e = errors.as_raised(proxy)
-    if e is proxy:
-      raise
-    raise e from e.__cause__
+  return errors.call_unwrapped(evaluate_checkpoint)
 
 
 def main(argv: Sequence[str]) -> int:

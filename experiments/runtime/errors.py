@@ -14,3 +14,15 @@ def as_raised(e: BaseException) -> BaseException:
       and isinstance(e, type(original)) and str(e).startswith(str(original))):
     return original
   return e
+
+
+def call_unwrapped(fn, *args, **kwargs):
+  """fn(*args, **kwargs), raising what a gin configurable inside raised rather than gin's proxy
+  (so callers catch the harness's own error types and messages stay as written)."""
+  try:
+    return fn(*args, **kwargs)
+  except Exception as proxy:  # pylint: disable=broad-except
+    e = as_raised(proxy)
+    if e is proxy:
+      raise
+    raise e from e.__cause__

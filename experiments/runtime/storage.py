@@ -178,18 +178,13 @@ def _reason(e: BaseException) -> str:
 
 
 def write_text(path: Any, text: str) -> None:
-  """Replaces the file at `path` at once: a temporary file renamed locally; one object upload
-  on an object store (which replaces whole objects atomically)."""
-  path = as_path(path)
-  if not is_uri(path):
-    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")  # processes may share a file
-    tmp.write_text(text)
-    os.replace(tmp, path)
-    return
-  path.write_text(text)
+  """Replaces the file at `path` at once (UTF-8): see write_bytes."""
+  write_bytes(path, text.encode("utf-8"))
 
 
 def write_bytes(path: Any, data: bytes) -> None:
+  """Replaces the file at `path` at once: a temporary file renamed locally; one object upload
+  on an object store (which replaces whole objects atomically)."""
   path = as_path(path)
   if not is_uri(path):
     tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")  # processes may share a file
