@@ -71,37 +71,11 @@ def _assert_learns(model_dir, summary, steps):
   assert list((model_dir / "train").glob("events.out.tfevents.*"))
 
 
-@pytest.mark.slow
-def test_kill_9_then_rerun_equals_uninterrupted(tmp_path, cd_run):
-  ref_dir, _ = cd_run
-  files, bindings = testing.tiny_stack("causal_decoder", "full_lm", tmp_path, 40,
-                                       checkpoint_period=10)
-  # SIGKILL right after step 20's asynchronous save was started: that save may be torn.
-  killed = testing.run_subprocess(files, bindings,
-                                  env={"ZEROSHOT_HARNESS_SIGNAL_AT_STEP": "20"})
-  assert killed.returncode == -9, killed.stderr[-2000:]
-  survived = checkpoints.Checkpointer(tmp_path).all_steps()
-  assert survived and set(survived) <= {10, 20}
-  resumed = testing.run_subprocess(files, bindings)
-  assert resumed.returncode == 0, resumed.stderr[-3000:]
-  assert "Resuming at step" in resumed.stderr
-  # Bitwise: the same parameters and the same model metrics at every logged step.
-  for a, b in zip(jax.tree_util.tree_leaves(_params(tmp_path)),
-                  jax.tree_util.tree_leaves(_params(ref_dir))):
-    assert np.array_equal(np.asarray(a), np.asarray(b))
-  assert _model_metrics(tmp_path) == _model_metrics(ref_dir)
-
-
-@pytest.mark.slow
-def test_kill_9_then_rerun_equals_uninterrupted_with_the_reference_kernels(tmp_path):
-  """As above with attention_impl = 'xla' (the CPU default 'auto' runs the 'cpu' kernels)."""
-  xla = ["arch.config.TransformerConfig.attention_impl = 'xla'"]
-  ref_dir, run_dir = tmp_path / "ref", tmp_path / "run"
-  train.run(*testing.tiny_stack("causal_decoder", "full_lm", ref_dir, 20, checkpoint_period=10,
-                                extra=xla))
-  files, bindings = testing.tiny_stack("causal_decoder", "full_lm", run_dir, 20,
-                                       checkpoint_period=10, extra=xla)
-  # SIGKILL right after the last step's asynchronous save was started: that save may be torn.
+def _kill_9_then_rerun(run_dir, ref_dir, steps, extra=()):
+  """SIGKILL right after step 20's asynchronous save was started (that save may be torn), rerun:
+  bitwise the same parameters and model metrics at every logged step as the uninterrupted run."""
+  files, bindings = testing.tiny_stack("causal_decoder", "full_lm", run_dir, steps,
+                                       checkpoint_period=10, extra=list(extra))
   killed = testing.run_subprocess(files, bindings,
                                   env={"ZEROSHOT_HARNESS_SIGNAL_AT_STEP": "20"})
   assert killed.returncode == -9, killed.stderr[-2000:]
@@ -114,6 +88,22 @@ def test_kill_9_then_rerun_equals_uninterrupted_with_the_reference_kernels(tmp_p
                   jax.tree_util.tree_leaves(_params(ref_dir))):
     assert np.array_equal(np.asarray(a), np.asarray(b))
   assert _model_metrics(run_dir) == _model_metrics(ref_dir)
+
+
+@pytest.mark.slow
+def test_kill_9_then_rerun_equals_uninterrupted(tmp_path, cd_run):
+  _kill_9_then_rerun(tmp_path, cd_run[0], 40)
+
+
+@pytest.mark.slow
+def test_kill_9_then_rerun_equals_uninterrupted_with_the_reference_kernels(tmp_path):
+  """As above with attention_impl = 'xla' (the CPU default 'auto' runs the 'cpu' kernels); the
+  run stops at step 20, so the kill hits the last step's save."""
+  xla = ["arch.config.TransformerConfig.attention_impl = 'xla'"]
+  ref_dir = tmp_path / "ref"
+  train.run(*testing.tiny_stack("causal_decoder", "full_lm", ref_dir, 20, checkpoint_period=10,
+                                extra=xla))
+  _kill_9_then_rerun(tmp_path / "run", ref_dir, 20, xla)
 
 
 @pytest.mark.slow
