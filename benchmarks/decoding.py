@@ -30,13 +30,9 @@ from arch import config as config_lib  # noqa: E402
 from arch import decoding  # noqa: E402
 from arch import models  # noqa: E402
 from arch import registry  # noqa: E402
+from benchmarks import model_sizes  # noqa: E402
 
-_SIZES = {
-    "tiny": dict(emb_dim=32, num_heads=4, head_dim=8, mlp_dim=64, num_layers=2,
-                 num_encoder_layers=2, num_decoder_layers=2),
-    "small": dict(emb_dim=256, num_heads=4, head_dim=64, mlp_dim=1024, num_layers=4,
-                  num_encoder_layers=4, num_decoder_layers=4),
-}
+_SIZES = model_sizes.SIZES
 
 
 def _timed(fn, repeats: int):
